@@ -1,0 +1,28 @@
+"""aiopool: an asyncio-native connection pool for MySQL and MariaDB, built on asyncmy.
+
+>>> from aiopool import AsyncConnectionPool
+>>> async with AsyncConnectionPool("mysql://root:@127.0.0.1:3306/test") as pool:  # doctest: +SKIP
+...     async with pool.connection() as conn:
+...         ...
+"""
+
+from __future__ import annotations
+
+from ._pool import AsyncConnectionPool, ConnectionContext
+from ._protocols import Connection
+from ._stats import PoolStats
+from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
+
+__all__ = [
+    "AsyncConnectionPool",
+    "Connection",
+    "ConnectionContext",
+    "PoolClosed",
+    "PoolError",
+    "PoolStats",
+    "PoolTimeout",
+    "TooManyRequests",
+    "WrongEventLoop",
+]
+
+__version__ = "0.1.0"

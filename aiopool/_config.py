@@ -1,0 +1,244 @@
+"""Parsing and validating what the user passes to a pool.
+
+Everything here runs at construction, before any event loop is involved, so a
+wrong argument fails at the line that created the pool with a ``ValueError``
+naming the argument.  The password is kept out of every ``repr`` and message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = ["ConnectOptions", "PoolLimits", "parse_url", "redact_url"]
+
+SCHEMES = frozenset({"mysql", "mariadb", "mysql+asyncmy", "mariadb+asyncmy"})
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+# Query options a URL may carry, with the converter that turns the text into
+# the type asyncmy expects.  Anything else in a URL is a typo we report.
+_INT_OPTIONS = frozenset({"max_allowed_packet", "stmt_cache_size", "local_infile"})
+_FLOAT_OPTIONS = frozenset({"connect_timeout", "read_timeout"})
+_BOOL_OPTIONS = frozenset({"autocommit", "binary_prefix", "use_unicode"})
+_STR_OPTIONS = frozenset(
+    {"charset", "unix_socket", "init_command", "sql_mode", "program_name", "user", "password"}
+)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"URL option {name}={text!r} is not a boolean (use true/false, 1/0, on/off)")
+
+
+def _parse_number(name: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"URL option {name}={text!r} is not a valid {kind.__name__}") from None
+
+
+def _convert_option(name: str, text: str) -> Any:
+    if name in _INT_OPTIONS:
+        return _parse_number(name, text, int)
+    if name in _FLOAT_OPTIONS:
+        return _parse_number(name, text, float)
+    if name in _BOOL_OPTIONS:
+        return _parse_bool(name, text)
+    if name in _STR_OPTIONS:
+        return text
+    known = sorted(_INT_OPTIONS | _FLOAT_OPTIONS | _BOOL_OPTIONS | _STR_OPTIONS)
+    raise ValueError(f"unknown URL option {name!r}; known options: {', '.join(known)}")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """Turn a ``mysql://`` or ``mariadb://`` URL into ``asyncmy.connect`` keywords.
+
+    ``mysql://user:pa%40ss@host:3306/db?charset=utf8mb4&connect_timeout=5``
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"url {shown!r} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise ValueError(
+            f"url {shown!r} has scheme {parts.scheme!r}; expected one of: "
+            + ", ".join(sorted(SCHEMES))
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"url {shown!r} has a bad port (expected a number 1-65535)") from None
+    if port == 0:
+        raise ValueError(f"url {shown!r} has a bad port (expected a number 1-65535)")
+    kwargs: dict[str, Any] = {}
+    if parts.hostname:
+        kwargs["host"] = unquote(parts.hostname)
+    if port is not None:
+        kwargs["port"] = port
+    if parts.username:
+        kwargs["user"] = unquote(parts.username)
+    if parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
+    database = unquote(parts.path.lstrip("/"))
+    if "/" in database:
+        raise ValueError(f"url {shown!r} has a bad database name {database!r}")
+    if database:
+        kwargs["database"] = database
+    for name, text in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        kwargs[name] = _convert_option(name, text)
+    return kwargs
+
+
+def _check_duration(name: str, value: object, *, allow_zero: bool, allow_inf: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{name} must be a number of seconds, got NaN")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+    if math.isinf(seconds) and not allow_inf:
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return seconds
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """The pool's validated sizes and durations (seconds; ``inf`` switches a limit off)."""
+
+    min_size: int
+    max_size: int
+    timeout: float
+    max_waiting: int
+    max_lifetime: float
+    max_idle: float
+    check_after: float | None
+    keepalive: float | None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        min_size: object,
+        max_size: object,
+        timeout: object,
+        max_waiting: object,
+        max_lifetime: object,
+        max_idle: object,
+        check_after: object,
+        keepalive: object,
+    ) -> PoolLimits:
+        """Validate every argument, naming the first bad one in a ``ValueError``."""
+        lo = _check_count("min_size", min_size, 0)
+        hi = _check_count("max_size", max_size, 1)
+        if lo > hi:
+            raise ValueError(f"min_size ({lo}) must not be greater than max_size ({hi})")
+        return cls(
+            min_size=lo,
+            max_size=hi,
+            timeout=_check_duration("timeout", timeout, allow_zero=True, allow_inf=True),
+            max_waiting=_check_count("max_waiting", max_waiting, 0),
+            max_lifetime=_check_duration(
+                "max_lifetime", max_lifetime, allow_zero=False, allow_inf=True
+            ),
+            max_idle=_check_duration("max_idle", max_idle, allow_zero=False, allow_inf=True),
+            check_after=None
+            if check_after is None
+            else _check_duration("check_after", check_after, allow_zero=True, allow_inf=True),
+            keepalive=None
+            if keepalive is None
+            else _check_duration("keepalive", keepalive, allow_zero=False, allow_inf=True),
+        )
+
+    def with_sizes(self, min_size: object, max_size: object) -> PoolLimits:
+        """A copy with new sizes, validated like the constructor's."""
+        return PoolLimits.build(
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self.timeout,
+            max_waiting=self.max_waiting,
+            max_lifetime=self.max_lifetime,
+            max_idle=self.max_idle,
+            check_after=self.check_after,
+            keepalive=self.keepalive,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """Keyword arguments for ``asyncmy.connect`` plus our own connect timeout."""
+
+    kwargs: Mapping[str, Any] = field(repr=False)
+    connect_timeout: float
+
+    @classmethod
+    def build(cls, url: str | None, overrides: Mapping[str, Any]) -> ConnectOptions:
+        """Merge the URL's options with keyword arguments (which win)."""
+        if url is not None and not isinstance(url, str):
+            raise ValueError(f"url must be a string or None, got {type(url).__name__}")
+        merged: dict[str, Any] = parse_url(url) if url else {}
+        merged.update(overrides)
+        if "db" in merged and "database" not in merged:
+            merged["database"] = merged.pop("db")
+        if "port" in merged:
+            port = merged["port"]
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ValueError(f"port must be an integer 1-65535, got {port!r}")
+        timeout = _check_duration(
+            "connect_timeout",
+            merged.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            allow_zero=False,
+            allow_inf=False,
+        )
+        # asyncmy uses it for the TCP connect only; we bound the whole login with it too.
+        merged["connect_timeout"] = timeout
+        return cls(kwargs=merged, connect_timeout=timeout)
+
+    @property
+    def address(self) -> str:
+        """Where connections go, without the password: ``user@host:port/db``."""
+        kw = self.kwargs
+        user = kw.get("user")
+        who = f"{user}@" if user else ""
+        if kw.get("unix_socket"):
+            where = str(kw["unix_socket"])
+        else:
+            where = f"{kw.get('host', 'localhost')}:{kw.get('port', 3306)}"
+        db = kw.get("database")
+        return f"{who}{where}/{db}" if db else f"{who}{where}"
+
+    def __repr__(self) -> str:
+        return f"ConnectOptions({self.address!r}, connect_timeout={self.connect_timeout})"

@@ -1,0 +1,1010 @@
+"""AsyncConnectionPool: the pool itself.
+
+How the pieces fit:
+
+* Bookkeeping changes (which connection goes to whom, which one closes) are
+  made in plain synchronous methods; network work (connect, ping, rollback,
+  close) happens afterwards, outside them.  asyncio runs one task at a time,
+  so a stretch of code without ``await`` is atomic: every state change is made
+  with no other task between its reads and writes, which is what holding the
+  Condition's lock would give, without paying for the lock on the hot path.
+  The Condition is where tasks wait for the pool's state to change (``open``
+  waiting for ``min_size`` connections, ``close`` waiting for borrowers), and
+  it is notified after every such change.
+* Tasks waiting for a connection wait on their own future in a FIFO
+  (``_waiters.py``): a returned connection is handed straight to the oldest
+  live waiter, so newcomers cannot barge ahead and a cancelled waiter cannot
+  swallow a wake-up.
+* New connections are opened by pool-owned tasks, never by the task that asks,
+  and never while anything is locked.  They count against ``max_size`` from
+  the moment they are started, so ``idle + in use + opening <= max_size``
+  holds at every ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import random
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from time import monotonic
+from types import TracebackType
+from typing import Any, Final, Self, cast
+
+from ._backoff import Backoff
+from ._config import ConnectOptions, PoolLimits
+from ._health import (
+    close_hard,
+    close_politely,
+    has_pending_result,
+    is_broken,
+    is_connection_error,
+    is_fatal_connect_error,
+)
+from ._maintenance import run_maintenance
+from ._protocols import Connection, ConnectionCallback, ConnectionFactory
+from ._slot import Slot
+from ._stats import Counters, PoolStats
+from ._waiters import Waiter, WaitQueue, expire_waiter
+from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
+
+__all__ = ["AsyncConnectionPool"]
+
+logger = logging.getLogger("aiopool")
+
+_NEW: Final = "new"
+_OPEN: Final = "open"
+_CLOSING: Final = "closing"
+_CLOSED: Final = "closed"
+_FORKED: Final = "forked"
+
+# How long closing one connection politely (COM_QUIT) may take before the
+# socket is simply dropped.
+_QUIT_TIMEOUT = 1.0
+# How far below max_lifetime a connection may retire, so a batch opened
+# together does not expire together.
+_LIFETIME_JITTER = 0.05
+
+_open_pools: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    for pool in list(_open_pools):
+        pool._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+async def _default_factory(**kwargs: Any) -> Connection:
+    import asyncmy
+
+    # asyncmy's own stubs describe a narrower Connection than our Protocol.
+    return cast(Connection, await asyncmy.connect(**kwargs))
+
+
+def _check_timeout(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    return float(value)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "none"
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+class AsyncConnectionPool:
+    """A pool of asyncmy connections to one MySQL or MariaDB server.
+
+    ``url`` is a ``mysql://`` or ``mariadb://`` URL; keyword arguments not
+    listed below go to ``asyncmy.connect`` and win over the URL.  Open it with
+    ``async with AsyncConnectionPool(...) as pool`` or ``await pool.open()``,
+    borrow with ``async with pool.connection() as conn``.
+
+    Sizes and times (seconds; ``math.inf`` switches a limit off):
+
+    * ``min_size``: connections kept open and ready; ``max_size``: the most
+      that ever exist at once, counting those being opened.
+    * ``timeout``: how long ``acquire``/``connection`` wait before
+      ``PoolTimeout``; ``max_waiting``: with a value above 0, a request beyond
+      that many waiting is refused with ``TooManyRequests``.
+    * ``max_lifetime``: connections are retired after this age (minus up to
+      5 % jitter); ``max_idle``: idle connections above ``min_size`` are
+      closed after this long unused.
+    * ``check_after``: an idle connection unused for longer than this is
+      pinged before it is handed out (``0``: always, ``None``: never);
+      ``keepalive``: idle connections are pinged this often in the
+      background (``None``: never).
+    * ``configure``: async callback run once on every new connection.
+      ``check``: async callback run when a connection is checked before
+      hand-out; it raises to reject the connection.
+    * ``reconnect_timeout``: after this long of failing to open connections,
+      ``reconnect_failed(pool)`` is called (the pool keeps trying).
+    * ``connection_factory``: opens a connection from keyword arguments
+      (default ``asyncmy.connect``).
+    * ``connect_timeout`` (in the URL or as a keyword, default 10): bounds the
+      TCP connect *and* the login, and every round trip the pool makes itself
+      (ping, rollback).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 1800.0,
+        max_idle: float = 600.0,
+        name: str | None = None,
+        configure: ConnectionCallback | None = None,
+        check: ConnectionCallback | None = None,
+        check_after: float | None = 1.0,
+        keepalive: float | None = 300.0,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Callable[[AsyncConnectionPool], Awaitable[None] | None] | None = None,
+        connection_factory: ConnectionFactory | None = None,
+        **connect_kwargs: Any,
+    ) -> None:
+        self._limits = PoolLimits.build(
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            check_after=check_after,
+            keepalive=keepalive,
+        )
+        self._options = ConnectOptions.build(url, connect_kwargs)
+        self._reconnect_timeout = _check_timeout("reconnect_timeout", reconnect_timeout)
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be a string, got {type(name).__name__}")
+        self.name: str = name or self._options.address
+        """The pool's name, in logs, errors and metrics (never shows the password)."""
+        self._configure = configure
+        self._check = check
+        self._reconnect_failed = reconnect_failed
+        self._factory: ConnectionFactory = connection_factory or _default_factory
+        # The fast path compares one number: an idle slot is handed out
+        # without a check while now < slot.fresh_until.
+        self._check_after = math.inf if check_after is None else self._limits.check_after or 0.0
+
+        self._state: str = _NEW
+        # The loop the pool was opened in, while it may be used; None turns
+        # every fast path off (not open, closing, closed, forked).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opened_loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+        self._cond: asyncio.Condition | None = None
+        self._idle: deque[Slot] = deque()
+        self._lent: dict[Connection, Slot] = {}
+        self._waiters = WaitQueue()
+        self._size = 0  # every slot that exists: opening, idle, lent, being returned or closed
+        self._opening = 0
+        self._generation = 0  # bumped by drain(): connections opened before it retire
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._openers: set[asyncio.Task[Any]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._backoff = Backoff()
+        self._last_error: BaseException | None = None
+        self._fatal_error: BaseException | None = None
+        self._counters = Counters()
+        self._closed_event: asyncio.Event | None = None
+        self._forked_leftovers: list[Slot] = []
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def open(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Start the pool in the running event loop.
+
+        With ``wait=True`` (the default) return once ``min_size`` connections
+        are ready; if they cannot be made within ``timeout`` (default: the
+        pool's ``timeout``), close the pool and raise the cause: the server's
+        own error for a wrong password or unknown database at once, otherwise
+        ``PoolTimeout`` naming the last connection error.
+        """
+        loop = asyncio.get_running_loop()
+        if self._state == _OPEN:
+            self._check_loop(loop)
+        elif self._state == _NEW:
+            self._start(loop)
+        elif self._state == _FORKED:
+            raise self._forked_error()
+        else:
+            raise PoolClosed(f"pool {self.name!r} is closed; create a new pool to reconnect")
+        if wait:
+            limit = self._limits.timeout if timeout is None else _check_timeout("timeout", timeout)
+            try:
+                await self._wait_ready(limit)
+            except BaseException:
+                await self.close()
+                raise
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._state = _OPEN
+        self._loop = self._opened_loop = loop
+        self._pid = os.getpid()
+        # Created here, not in __init__: asyncio primitives belong to a loop.
+        self._cond = asyncio.Condition()
+        self._closed_event = asyncio.Event()
+        _open_pools.add(self)
+        self._maintenance = loop.create_task(
+            run_maintenance(self), name=f"aiopool maintenance {self.name}"
+        )
+        logger.debug("pool %r opening (min_size=%d)", self.name, self._limits.min_size)
+        self._grow()
+
+    async def _wait_ready(self, timeout: float) -> None:
+        assert self._cond is not None
+        want = self._limits.min_size
+
+        def ready() -> bool:
+            return self._size - self._opening >= want or self._fatal_error is not None
+
+        try:
+            async with asyncio.timeout(timeout), self._cond:
+                await self._cond.wait_for(ready)
+        except TimeoutError:
+            have = self._size - self._opening
+            raise PoolTimeout(
+                f"pool {self.name!r} could not open {want} connection(s) within "
+                f"{timeout:g} s ({have} ready); last connection error: "
+                f"{_describe(self._last_error)}"
+            ) from self._last_error
+        if self._fatal_error is not None:
+            raise self._fatal_error
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool; calling it again does nothing.
+
+        Waiting requests get ``PoolClosed`` at once, idle connections are
+        closed at once, and connections still lent out are closed when they
+        are returned, or closed anyway once ``timeout`` seconds have passed.
+        """
+        timeout = _check_timeout("timeout", timeout)
+        if self._state in (_CLOSED, _FORKED):
+            return
+        if self._state == _NEW:
+            self._state = _CLOSED
+            return
+        if self._state == _CLOSING:
+            assert self._closed_event is not None
+            await self._closed_event.wait()
+            return
+        self._state = _CLOSING
+        self._loop = None
+        _open_pools.discard(self)
+        self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed"))
+        try:
+            await self._stop_background_tasks()
+            await self._close_idle()
+            await self._wait_borrowers(timeout)
+            await self._finish_tasks(timeout)
+        finally:
+            self._close_everything_left()
+            self._state = _CLOSED
+            assert self._closed_event is not None
+            self._closed_event.set()
+            logger.debug("pool %r closed", self.name)
+
+    async def _stop_background_tasks(self) -> None:
+        tasks = [t for t in (self._maintenance, *self._openers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _close_idle(self) -> None:
+        slots = list(self._idle)
+        self._idle.clear()
+        if slots:
+            await asyncio.gather(*(self._close_slot(slot) for slot in slots))
+
+    async def _wait_borrowers(self, timeout: float) -> None:
+        assert self._cond is not None
+        try:
+            async with asyncio.timeout(timeout), self._cond:
+                await self._cond.wait_for(lambda: self._size == 0)
+        except TimeoutError:
+            stuck = list(self._lent.values())
+            logger.warning(
+                "pool %r: %d connection(s) still in use %g s after close(); closing them",
+                self.name,
+                len(stuck),
+                timeout,
+            )
+            for slot in stuck:
+                # Left in _lent: the borrower's release() finishes the accounting.
+                close_hard(slot.conn)
+
+    async def _finish_tasks(self, timeout: float) -> None:
+        tasks = set(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    def _close_everything_left(self) -> None:
+        for task in (*self._tasks, *self._openers):
+            task.cancel()
+        for slot in self._idle:
+            close_hard(slot.conn)
+            self._size -= 1
+        self._idle.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.open(wait=True)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _forget_after_fork(self) -> None:
+        # The sockets belong to the parent's sessions: sending COM_QUIT (or
+        # anything) on them from here would break the parent.  Keep them
+        # referenced so the garbage collector does not close them either.
+        self._forked_leftovers.extend(self._idle)
+        self._forked_leftovers.extend(self._lent.values())
+        self._idle.clear()
+        self._lent.clear()
+        self._waiters.clear()
+        self._tasks.clear()
+        self._openers.clear()
+        self._maintenance = None
+        self._size = self._opening = 0
+        self._state = _FORKED
+        self._loop = None
+
+    # ------------------------------------------------------------------ checks
+
+    def _forked_error(self) -> WrongEventLoop:
+        return WrongEventLoop(
+            f"pool {self.name!r} was opened in process {self._pid} and cannot be used in "
+            f"process {os.getpid()} after fork(): its connections belong to the parent. "
+            "Create and open a new pool in the child process."
+        )
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._opened_loop:
+            raise WrongEventLoop(
+                f"pool {self.name!r} was opened in event loop {self._opened_loop!r} and is "
+                f"used from {loop!r}; a pool (like its connections) belongs to one loop. "
+                "Open one pool per event loop, e.g. in the application's lifespan hook."
+            )
+
+    def _check_usable(self) -> asyncio.AbstractEventLoop:
+        """The loop to work in, or the error that says why the pool can't be used."""
+        if self._state != _OPEN:
+            if self._state == _FORKED:
+                raise self._forked_error()
+            if self._state == _NEW:
+                raise PoolClosed(
+                    f"pool {self.name!r} is not open yet: use 'async with pool' or "
+                    "'await pool.open()' first"
+                )
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        loop = asyncio.get_running_loop()
+        self._check_loop(loop)
+        return loop
+
+    # ------------------------------------------------------------------ hand-out
+
+    async def acquire(self, timeout: float | None = None) -> Connection:
+        """Borrow a connection; give it back with ``release``.
+
+        Waits up to ``timeout`` seconds (default: the pool's ``timeout``) and
+        raises ``PoolTimeout`` after that.  Prefer ``connection()``, which
+        always gives the connection back.
+        """
+        idle = self._idle
+        # Fast path: an idle connection, nobody queued ahead, checked recently.
+        if idle and not self._waiters and self._loop is not None:
+            slot = idle[-1]
+            now = monotonic()
+            if now < slot.fresh_until and not slot.conn._stream_broken:
+                idle.pop()
+                conn = slot.conn
+                self._lent[conn] = slot
+                slot.lent_at = now
+                slot.lease += 1
+                self._counters.requests_num += 1
+                return conn
+        slot = await self._acquire_slow(timeout)
+        return slot.conn
+
+    async def _acquire_slow(self, timeout: float | None) -> Slot:
+        loop = self._check_usable()
+        limit = self._limits.timeout if timeout is None else _check_timeout("timeout", timeout)
+        counters = self._counters
+        counters.requests_num += 1
+        start = monotonic()
+        deadline = start + limit
+        queued = False
+        while True:
+            slot = self._take_idle()
+            if slot is None:
+                queued = True
+                slot = await self._wait_for_slot(loop, deadline, start)
+            if await self._usable(slot, deadline):
+                break
+        if self._state != _OPEN:
+            # close() started while this request was checking its connection.
+            self._discard(slot, polite=False)
+            raise PoolClosed(f"pool {self.name!r} was closed")
+        now = monotonic()
+        if queued:
+            counters.requests_queued += 1
+            counters.requests_wait_ms += (now - start) * 1000.0
+        slot.lent_at = now
+        slot.lease += 1
+        return slot
+
+    def _take_idle(self) -> Slot | None:
+        """Pop an idle slot for the caller if nobody is queued ahead of it."""
+        self._waiters.prune()
+        if self._waiters or not self._idle:
+            return None
+        slot = self._idle.pop()
+        self._lent[slot.conn] = slot
+        return slot
+
+    async def _wait_for_slot(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, start: float
+    ) -> Slot:
+        max_waiting = self._limits.max_waiting
+        if max_waiting and len(self._waiters) >= max_waiting:
+            self._counters.requests_errors += 1
+            raise TooManyRequests(
+                f"pool {self.name!r} already has {len(self._waiters)} requests waiting "
+                f"(max_waiting={max_waiting}); refusing this one"
+            )
+        waiter: Waiter = loop.create_future()
+        self._waiters.append(waiter)
+        self._serve_waiters_from_idle()
+        self._grow()
+        timer = None
+        if deadline != math.inf:
+            timer = loop.call_later(max(0.0, deadline - monotonic()), expire_waiter, waiter)
+        try:
+            slot = await waiter
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if slot is None:
+            self._waiters.discard(waiter)
+            self._counters.requests_errors += 1
+            raise PoolTimeout(self._timeout_message(monotonic() - start))
+        return slot
+
+    def _abandon(self, waiter: Waiter) -> None:
+        """The waiting task is leaving (cancelled, closed): pass on what it was given."""
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            slot = waiter.result()
+            if slot is not None:
+                del self._lent[slot.conn]
+                self._put_back(slot)
+                return
+        waiter.cancel()
+        self._waiters.discard(waiter)
+
+    def _serve_waiters_from_idle(self) -> None:
+        while self._idle and self._waiters:
+            slot = self._idle.pop()
+            self._lend_to_waiter(slot)
+
+    def _lend_to_waiter(self, slot: Slot) -> bool:
+        self._lent[slot.conn] = slot
+        if self._waiters.hand_off(slot):
+            return True
+        del self._lent[slot.conn]
+        self._idle.append(slot)
+        return False
+
+    def _put_back(self, slot: Slot) -> None:
+        """A usable slot goes to the oldest waiter, or else to the idle stack."""
+        if not self._waiters or not self._lend_to_waiter(slot):
+            self._idle.append(slot)
+
+    async def _usable(self, slot: Slot, deadline: float) -> bool:
+        """Check a slot about to be handed out; close it and say False if it is bad."""
+        conn = slot.conn
+        now = monotonic()
+        if now < slot.fresh_until and not conn._stream_broken:
+            return True
+        if is_broken(conn):
+            self._counters.connections_lost += 1
+            self._discard(slot, polite=False)
+            return False
+        if now >= slot.expires_at:
+            self._discard(slot, polite=True)
+            return False
+        try:
+            limit = max(0.0, min(deadline - now, self._options.connect_timeout))
+            async with asyncio.timeout(limit):
+                await conn.ping(reconnect=False)
+                if self._check is not None:
+                    await self._check(conn)
+        except asyncio.CancelledError:
+            # The ping may be half-way: its reply would reach the next user.
+            self._discard(slot, polite=False)
+            raise
+        except Exception as exc:
+            logger.info(
+                "pool %r: connection failed its check (%s); replacing it", self.name, _describe(exc)
+            )
+            self._counters.connections_lost += 1
+            self._discard(slot, polite=False)
+            return False
+        slot.fresh_until = min(monotonic() + self._check_after, slot.expires_at)
+        return True
+
+    def _timeout_message(self, waited: float) -> str:
+        lim = self._limits
+        text = (
+            f"couldn't get a connection from pool {self.name!r} after {waited:.2f} s "
+            f"(size {self._size}/{lim.max_size}, idle {len(self._idle)}, "
+            f"in use {len(self._lent)}, waiting {len(self._waiters)}, opening {self._opening})"
+        )
+        if self._backoff.failing:
+            text += f"; opening connections is failing: {_describe(self._last_error)}"
+        return text
+
+    # ------------------------------------------------------------------ return
+
+    async def release(self, conn: Connection) -> None:
+        """Give back a connection borrowed with ``acquire``.
+
+        An unfinished transaction is rolled back; a connection in an unknown
+        state is closed and replaced.  Releasing a connection twice, or one
+        from another pool, raises ``PoolError`` and changes nothing.
+        """
+        slot = self._lent.pop(conn, None)
+        if slot is None:
+            raise self._not_lent_error(conn)
+        now = monotonic()
+        if (
+            now < slot.expires_at
+            and self._loop is not None
+            and not conn._stream_broken
+            and conn.connected
+            and not conn.get_transaction_status()
+            and not has_pending_result(conn)
+        ):
+            self._counters.usage_ms += (now - slot.lent_at) * 1000.0
+            slot.idle_since = now
+            slot.fresh_until = min(now + self._check_after, slot.expires_at)
+            if not self._waiters or not self._lend_to_waiter(slot):
+                self._idle.append(slot)
+            return
+        await self._return_slow(slot, None)
+
+    async def _release_lease(self, conn: Connection, lease: int, exc: BaseException | None) -> None:
+        """``connection()``'s return: refuses a connection already returned and lent again."""
+        slot = self._lent.get(conn)
+        if slot is None or slot.lease != lease:
+            raise self._not_lent_error(conn)
+        if exc is None:
+            await self.release(conn)
+        else:
+            del self._lent[conn]
+            await self._return_slow(slot, exc)
+
+    def _not_lent_error(self, conn: Connection) -> PoolError:
+        return PoolError(
+            f"connection {conn!r} is not checked out from pool {self.name!r}: "
+            "it was already released, or it belongs to another pool"
+        )
+
+    async def _return_slow(self, slot: Slot, exc: BaseException | None) -> None:
+        # The return work (rollback, close) runs in a pool-owned task and the
+        # caller waits for it shielded: cancelling the caller, even again and
+        # again as anyio task groups do, cannot leave the slot half-returned.
+        loop = self._opened_loop
+        assert loop is not None
+        self._counters.usage_ms += (monotonic() - slot.lent_at) * 1000.0
+        task = loop.create_task(self._finish_return(slot, exc))
+        self._track(task)
+        await asyncio.shield(task)
+
+    async def _finish_return(self, slot: Slot, exc: BaseException | None) -> None:
+        conn = slot.conn
+        unknown = exc is not None and (not isinstance(exc, Exception) or is_connection_error(exc))
+        if self._state != _OPEN:
+            await self._close_slot(slot)
+        elif unknown or is_broken(conn) or has_pending_result(conn):
+            self._counters.returns_bad += 1
+            logger.debug(
+                "pool %r: closing a connection returned in an unknown state (%s)",
+                self.name,
+                _describe(exc),
+            )
+            await self._close_slot(slot, polite=not is_broken(conn))
+        elif conn.get_transaction_status() and not await self._rollback(slot):
+            self._counters.returns_bad += 1
+            await self._close_slot(slot, polite=False)
+        elif monotonic() >= slot.expires_at:
+            await self._close_slot(slot)
+        else:
+            now = monotonic()
+            slot.idle_since = now
+            slot.fresh_until = min(now + self._check_after, slot.expires_at)
+            self._put_back(slot)
+        await self._notify()
+
+    async def _rollback(self, slot: Slot) -> bool:
+        try:
+            async with asyncio.timeout(self._options.connect_timeout):
+                await slot.conn.rollback()
+        except Exception as exc:
+            logger.info(
+                "pool %r: rollback on return failed (%s); closing the connection",
+                self.name,
+                _describe(exc),
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------------ opening and closing
+
+    def _grow(self) -> None:
+        """Start openers for missing ``min_size`` connections and for waiters."""
+        loop = self._loop
+        if loop is None:
+            return
+        lim = self._limits
+        room = lim.max_size - self._size
+        if room <= 0:
+            return
+        wanted = max(lim.min_size - self._size, len(self._waiters) - self._opening)
+        if self._backoff.failing:
+            # One opener probes a failing server; the rest follow its success.
+            wanted = min(wanted, 1 - self._opening)
+        for _ in range(min(room, wanted)):
+            self._size += 1
+            self._opening += 1
+            task = loop.create_task(self._open_one(self._generation))
+            self._openers.add(task)
+            task.add_done_callback(self._openers.discard)
+
+    def _still_needed(self) -> bool:
+        # Called by an opener that failed: keep trying while requests wait or
+        # the pool is below min_size (counting this opener's own place).
+        return bool(self._waiters) or self._size - self._opening < self._limits.min_size
+
+    async def _open_one(self, generation: int) -> None:
+        opened = False
+        try:
+            while self._state == _OPEN:
+                try:
+                    slot = await self._connect(generation)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    delay = self._connect_failed(exc)
+                    if not self._still_needed():
+                        return
+                    await self._notify()
+                    await asyncio.sleep(delay)
+                    continue
+                self._connect_succeeded()
+                opened = True
+                self._opening -= 1
+                if generation != self._generation:
+                    await self._close_slot(slot)  # drained while it was being opened
+                else:
+                    self._put_back(slot)
+                return
+        finally:
+            if not opened:
+                self._opening -= 1
+                self._size -= 1
+            if self._state == _OPEN:
+                self._grow()
+                await self._notify()
+
+    async def _connect(self, generation: int) -> Slot:
+        start = monotonic()
+        timeout = self._options.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self._factory(**self._options.kwargs)
+        except TimeoutError:
+            raise TimeoutError(
+                f"connecting to {self._options.address} took longer than "
+                f"connect_timeout={timeout:g} s (TCP connect and login)"
+            ) from None
+        try:
+            if self._configure is not None:
+                async with asyncio.timeout(timeout):
+                    await self._configure(conn)
+                if conn.get_transaction_status():
+                    raise PoolError(
+                        "the configure callback left a transaction open; "
+                        "commit it (await conn.commit()) at the end of configure"
+                    )
+        except BaseException:
+            close_hard(conn)
+            raise
+        now = monotonic()
+        self._counters.connections_num += 1
+        self._counters.connections_ms += (now - start) * 1000.0
+        lifetime = self._limits.max_lifetime * (1.0 - _LIFETIME_JITTER * random.random())
+        slot = Slot(conn, now, now + lifetime, generation)
+        slot.fresh_until = min(now + self._check_after, slot.expires_at)
+        logger.debug("pool %r: opened connection %d", self.name, _thread_id(conn))
+        return slot
+
+    def _connect_failed(self, exc: BaseException) -> float:
+        now = monotonic()
+        first = not self._backoff.failing
+        delay = self._backoff.failed(now)
+        changed = _describe(exc) != _describe(self._last_error)
+        self._last_error = exc
+        self._counters.connections_errors += 1
+        if is_fatal_connect_error(exc):
+            self._fatal_error = exc
+        if first or changed:
+            logger.warning(
+                "pool %r: opening a connection to %s failed: %s",
+                self.name,
+                self._options.address,
+                _describe(exc),
+            )
+        else:
+            logger.debug("pool %r: still failing to connect: %s", self.name, _describe(exc))
+        self._maybe_report_outage(now)
+        return delay
+
+    def _maybe_report_outage(self, now: float) -> None:
+        since = self._backoff.failing_since
+        if since is None or self._backoff.reported or now - since < self._reconnect_timeout:
+            return
+        self._backoff.reported = True
+        logger.error(
+            "pool %r: could not open connections for %.0f s: %s",
+            self.name,
+            now - since,
+            _describe(self._last_error),
+        )
+        if self._reconnect_failed is not None and self._opened_loop is not None:
+            self._track(self._opened_loop.create_task(self._call_reconnect_failed()))
+
+    async def _call_reconnect_failed(self) -> None:
+        assert self._reconnect_failed is not None
+        try:
+            result = self._reconnect_failed(self)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("pool %r: reconnect_failed callback raised", self.name)
+
+    def _connect_succeeded(self) -> None:
+        if self._backoff.failing:
+            logger.info("pool %r: connecting works again", self.name)
+        self._backoff.succeeded()
+        self._fatal_error = None
+
+    def _discard(self, slot: Slot, *, polite: bool) -> None:
+        """Close a slot the caller already took out of idle/lent, then refill."""
+        self._lent.pop(slot.conn, None)
+        if polite and not is_broken(slot.conn):
+            loop = self._opened_loop
+            assert loop is not None
+            self._track(loop.create_task(self._close_slot(slot)))
+        else:
+            close_hard(slot.conn)
+            self._size -= 1
+            self._grow()
+
+    async def _close_slot(self, slot: Slot, *, polite: bool = True) -> None:
+        try:
+            if polite:
+                await close_politely(slot.conn, _QUIT_TIMEOUT)
+            else:
+                close_hard(slot.conn)
+        finally:
+            self._size -= 1
+            self._grow()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        cond = self._cond
+        if cond is not None:
+            async with cond:
+                cond.notify_all()
+
+    # ------------------------------------------------------------------ context manager
+
+    def connection(self, timeout: float | None = None) -> ConnectionContext:
+        """Borrow a connection for an ``async with`` block: one transaction.
+
+        On leaving the block the transaction is committed if the block
+        succeeded (only when one is open: the server's status says so, no
+        extra round trip otherwise) and rolled back if it raised; a block that
+        was cancelled, or that failed with a connection error, gives back a
+        connection in an unknown state, which the pool closes and replaces.
+        """
+        return ConnectionContext(self, timeout)
+
+    # ------------------------------------------------------------------ stats and introspection
+
+    @property
+    def min_size(self) -> int:
+        """The configured minimum number of connections."""
+        return self._limits.min_size
+
+    @property
+    def max_size(self) -> int:
+        """The configured maximum number of connections."""
+        return self._limits.max_size
+
+    @property
+    def closed(self) -> bool:
+        """True unless the pool is open (or opening)."""
+        return self._state != _OPEN
+
+    def get_stats(self) -> PoolStats:
+        """A snapshot of sizes and counters (counters since open or the last ``pop_stats``)."""
+        c = self._counters
+        idle = len(self._idle)
+        return PoolStats(
+            pool_min=self._limits.min_size,
+            pool_max=self._limits.max_size,
+            pool_size=self._size,
+            pool_available=idle,
+            pool_in_use=self._size - idle - self._opening,
+            pool_opening=self._opening,
+            requests_waiting=len(self._waiters),
+            requests_num=c.requests_num,
+            requests_queued=c.requests_queued,
+            requests_wait_ms=round(c.requests_wait_ms, 3),
+            requests_errors=c.requests_errors,
+            usage_ms=round(c.usage_ms, 3),
+            connections_num=c.connections_num,
+            connections_ms=round(c.connections_ms, 3),
+            connections_errors=c.connections_errors,
+            connections_lost=c.connections_lost,
+            returns_bad=c.returns_bad,
+        )
+
+    def pop_stats(self) -> PoolStats:
+        """Like ``get_stats()``, and reset the counters to zero."""
+        stats = self.get_stats()
+        self._counters.reset()
+        return stats
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} {self._state} "
+            f"size={self._size}/{self._limits.max_size} idle={len(self._idle)}>"
+        )
+
+    # ------------------------------------------------------------------ maintenance hooks
+
+    def _maintenance_interval(self) -> float:
+        lim = self._limits
+        shortest = min(lim.max_lifetime, lim.max_idle, lim.keepalive or math.inf)
+        return min(1.0, max(0.01, shortest / 4))
+
+    async def _maintain(self) -> None:
+        """One maintenance round: retire, shrink, keep alive, refill."""
+        if self._state != _OPEN:
+            return
+        now = monotonic()
+        retire, ping = self._plan_maintenance(now)
+        jobs: list[Awaitable[None]] = [self._close_slot(slot) for slot in retire]
+        jobs.extend(self._keepalive(slot) for slot in ping)
+        if jobs:
+            await asyncio.gather(*jobs)
+        self._grow()
+        if self._backoff.failing:
+            self._maybe_report_outage(now)
+
+    def _plan_maintenance(self, now: float) -> tuple[list[Slot], list[Slot]]:
+        """Take out of the idle stack the slots to retire and the ones to ping."""
+        lim = self._limits
+        keepalive = lim.keepalive
+        retire: list[Slot] = []
+        ping: list[Slot] = []
+        keep: deque[Slot] = deque()
+        surplus = self._size - lim.min_size
+        # Oldest-used first (the stack's bottom), so shrinking closes the
+        # connections that were least needed.
+        for slot in self._idle:
+            worn_out = now >= slot.expires_at or slot.generation != self._generation
+            unneeded = surplus > 0 and now - slot.idle_since >= lim.max_idle
+            if worn_out or unneeded:
+                retire.append(slot)
+                surplus -= 1
+            elif keepalive is not None and now - slot.idle_since >= keepalive:
+                ping.append(slot)
+            else:
+                keep.append(slot)
+        self._idle = keep
+        return retire, ping
+
+    async def _keepalive(self, slot: Slot) -> None:
+        try:
+            if is_broken(slot.conn):
+                raise ConnectionError("the server closed the connection")
+            async with asyncio.timeout(self._options.connect_timeout):
+                await slot.conn.ping(reconnect=False)
+        except asyncio.CancelledError:
+            # close() cancels maintenance: the slot is in no list, so account for it here.
+            await self._close_slot(slot, polite=False)
+            raise
+        except Exception as exc:
+            logger.info("pool %r: idle connection lost (%s)", self.name, _describe(exc))
+            self._counters.connections_lost += 1
+            await self._close_slot(slot, polite=False)
+            return
+        now = monotonic()
+        slot.idle_since = now
+        slot.fresh_until = min(now + self._check_after, slot.expires_at)
+        if self._state == _OPEN:
+            self._put_back(slot)
+        else:
+            await self._close_slot(slot)
+
+
+def _thread_id(conn: Connection) -> int:
+    try:
+        return conn.thread_id()
+    except Exception:
+        return -1
+
+
+class ConnectionContext:
+    """What ``pool.connection()`` returns: an async context manager for one loan."""
+
+    __slots__ = ("_conn", "_lease", "_pool", "_timeout")
+
+    def __init__(self, pool: AsyncConnectionPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: Connection | None = None
+        self._lease = 0
+
+    async def __aenter__(self) -> Connection:
+        pool = self._pool
+        conn = await pool.acquire(self._timeout)
+        self._conn = conn
+        self._lease = pool._lent[conn].lease
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        if exc is None and conn.get_transaction_status():
+            try:
+                await conn.commit()
+            except BaseException as commit_error:
+                await self._pool._release_lease(conn, self._lease, commit_error)
+                raise
+        await self._pool._release_lease(conn, self._lease, exc)

@@ -1,0 +1,103 @@
+"""Counters the pool keeps, and the frozen snapshot users read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+
+__all__ = ["Counters", "PoolStats"]
+
+
+class Counters:
+    """Monotonic counters, bumped on the hot path: plain attributes, no locking.
+
+    asyncio runs one task at a time and no increment spans an ``await``.
+    """
+
+    __slots__ = (
+        "connections_errors",
+        "connections_lost",
+        "connections_ms",
+        "connections_num",
+        "requests_errors",
+        "requests_num",
+        "requests_queued",
+        "requests_wait_ms",
+        "returns_bad",
+        "usage_ms",
+    )
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        self.requests_num = 0
+        self.requests_queued = 0
+        self.requests_wait_ms = 0.0
+        self.requests_errors = 0
+        self.usage_ms = 0.0
+        self.connections_num = 0
+        self.connections_ms = 0.0
+        self.connections_errors = 0
+        self.connections_lost = 0
+        self.returns_bad = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats(Mapping[str, float]):
+    """A snapshot of a pool's state and counters, from ``get_stats()``/``pop_stats()``.
+
+    It is also a read-only mapping (``stats["pool_size"]``, ``dict(stats)``),
+    the shape psycopg_pool users know.
+    """
+
+    pool_min: int
+    """Configured ``min_size``."""
+    pool_max: int
+    """Configured ``max_size``."""
+    pool_size: int
+    """Connections the pool holds now: idle, in use, being opened or checked."""
+    pool_available: int
+    """Idle connections ready to be handed out."""
+    pool_in_use: int
+    """Connections lent to callers (or being checked or returned)."""
+    pool_opening: int
+    """Connections being opened."""
+    requests_waiting: int
+    """Tasks waiting for a connection now."""
+    requests_num: int
+    """Connection requests (acquire calls)."""
+    requests_queued: int
+    """Requests that had to wait because no idle connection was free."""
+    requests_wait_ms: float
+    """Total time queued requests waited, in milliseconds."""
+    requests_errors: int
+    """Requests that failed: timeouts and refusals (``TooManyRequests``)."""
+    usage_ms: float
+    """Total time connections were lent out, in milliseconds."""
+    connections_num: int
+    """Connections opened successfully."""
+    connections_ms: float
+    """Total time spent opening connections, in milliseconds."""
+    connections_errors: int
+    """Failed attempts to open a connection."""
+    connections_lost: int
+    """Connections found dead while idle or when checked before hand-out."""
+    returns_bad: int
+    """Connections returned in a state that made the pool close them."""
+
+    def __getitem__(self, key: str) -> float:
+        if key not in _FIELD_NAMES:
+            raise KeyError(key)
+        value: float = getattr(self, key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FIELD_NAMES)
+
+    def __len__(self) -> int:
+        return len(_FIELD_NAMES)
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PoolStats))

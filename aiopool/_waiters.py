@@ -1,0 +1,60 @@
+"""The queue of tasks waiting for a connection.
+
+Each waiter is a future.  A returned connection goes straight into the oldest
+live waiter's future (first come, first served, no barging), so a waiter that
+was cancelled or timed out simply has a done future and is passed over: no
+wake-up is lost to a cancellation (cpython #112202 affects
+``asyncio.Condition.notify`` before 3.13, which is why the pool does not park
+connection waiters on its Condition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from ._slot import Slot
+
+__all__ = ["WaitQueue", "Waiter", "expire_waiter"]
+
+Waiter = asyncio.Future["Slot | None"]
+"""Resolves to the slot handed over, or to None when the waiter's time ran out."""
+
+
+def expire_waiter(waiter: Waiter) -> None:
+    """Timer callback: tell a waiter its time is up, unless it was served first."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class WaitQueue(deque[Waiter]):
+    """FIFO of waiter futures; a ``deque`` so that ``if queue:`` costs nothing."""
+
+    __slots__ = ()
+
+    def prune(self) -> None:
+        """Drop finished waiters from the front (cancelled or expired, not yet gone)."""
+        while self and self[0].done():
+            self.popleft()
+
+    def hand_off(self, slot: Slot) -> bool:
+        """Give ``slot`` to the oldest waiter still waiting; False if there is none."""
+        while self:
+            waiter = self.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return True
+        return False
+
+    def discard(self, waiter: Waiter) -> None:
+        """Forget ``waiter`` wherever it is in the queue."""
+        with contextlib.suppress(ValueError):
+            self.remove(waiter)
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Wake every waiter with ``exc`` (the pool is closing)."""
+        while self:
+            waiter = self.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
