@@ -698,7 +698,8 @@ class AsyncConnectionPool:
                     raise
                 except Exception as exc:
                     delay = self._connect_failed(exc)
-                    if not self._still_needed():
+                    # While failing, one opener keeps probing; the others step back.
+                    if self._opening > 1 or not self._still_needed():
                         return
                     await self._notify()
                     await asyncio.sleep(delay)
