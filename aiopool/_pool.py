@@ -24,10 +24,12 @@ How the pieces fit:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import random
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -45,8 +47,10 @@ from ._health import (
     is_connection_error,
     is_fatal_connect_error,
 )
+from ._leaks import capture_origin, describe_origin
 from ._maintenance import run_maintenance
 from ._protocols import Connection, ConnectionCallback, ConnectionFactory
+from ._reset import baseline_sql, reset_session
 from ._slot import Slot
 from ._stats import Counters, PoolStats
 from ._waiters import Waiter, WaitQueue, expire_waiter
@@ -129,6 +133,11 @@ class AsyncConnectionPool:
       hand-out; it raises to reject the connection.
     * ``reconnect_timeout``: after this long of failing to open connections,
       ``reconnect_failed(pool)`` is called (the pool keeps trying).
+    * ``reset_session``: reset every returned connection with
+      ``COM_RESET_CONNECTION`` and restore the connect-time settings (one or
+      two round trips per return); ``reset``: async callback run on return.
+    * ``leak_threshold``: log a warning, with the acquiring stack, for any
+      connection lent out longer than this.
     * ``connection_factory``: opens a connection from keyword arguments
       (default ``asyncmy.connect``).
     * ``connect_timeout`` (in the URL or as a keyword, default 10): bounds the
@@ -153,6 +162,9 @@ class AsyncConnectionPool:
         keepalive: float | None = 300.0,
         reconnect_timeout: float = 300.0,
         reconnect_failed: Callable[[AsyncConnectionPool], Awaitable[None] | None] | None = None,
+        reset_session: bool = False,
+        reset: ConnectionCallback | None = None,
+        leak_threshold: float | None = None,
         connection_factory: ConnectionFactory | None = None,
         **connect_kwargs: Any,
     ) -> None:
@@ -168,6 +180,16 @@ class AsyncConnectionPool:
         )
         self._options = ConnectOptions.build(url, connect_kwargs)
         self._reconnect_timeout = _check_timeout("reconnect_timeout", reconnect_timeout)
+        self._leak_threshold = (
+            None if leak_threshold is None else _check_timeout("leak_threshold", leak_threshold)
+        )
+        # Recording the acquiring stack costs tens of microseconds: only on request.
+        self._track_origin = leak_threshold is not None
+        self._reset_session = bool(reset_session)
+        self._reset = reset
+        # With a reset to run, every return takes the slow path.
+        self._resets_on_return = self._reset_session or reset is not None
+        self._baseline = baseline_sql(self._options.kwargs)
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
         self.name: str = name or self._options.address
@@ -188,7 +210,8 @@ class AsyncConnectionPool:
         self._pid = 0
         self._cond: asyncio.Condition | None = None
         self._idle: deque[Slot] = deque()
-        self._lent: dict[Connection, Slot] = {}
+        # Keyed by id(conn): the pool must not keep lent connections alive.
+        self._lent: dict[int, Slot] = {}
         self._waiters = WaitQueue()
         self._size = 0  # every slot that exists: opening, idle, lent, being returned or closed
         self._opening = 0
@@ -326,7 +349,7 @@ class AsyncConnectionPool:
             )
             for slot in stuck:
                 # Left in _lent: the borrower's release() finishes the accounting.
-                close_hard(slot.conn)
+                _drop_socket(slot)
 
     async def _finish_tasks(self, timeout: float) -> None:
         tasks = set(self._tasks)
@@ -337,7 +360,7 @@ class AsyncConnectionPool:
         for task in (*self._tasks, *self._openers):
             task.cancel()
         for slot in self._idle:
-            close_hard(slot.conn)
+            _drop_socket(slot)
             self._size -= 1
         self._idle.clear()
 
@@ -414,19 +437,22 @@ class AsyncConnectionPool:
         # Fast path: an idle connection, nobody queued ahead, checked recently.
         if idle and not self._waiters and self._loop is not None:
             slot = idle[-1]
+            conn = slot.conn
             now = monotonic()
-            if now < slot.fresh_until and not slot.conn._stream_broken:
+            if now < slot.fresh_until and not conn._stream_broken:  # type: ignore[union-attr]
                 idle.pop()
-                conn = slot.conn
-                self._lent[conn] = slot
+                slot.conn = None
+                self._lent[slot.key] = slot
                 slot.lent_at = now
                 slot.lease += 1
                 self._counters.requests_num += 1
-                return conn
-        slot = await self._acquire_slow(timeout)
-        return slot.conn
+                if self._track_origin:
+                    slot.origin = capture_origin()
+                    slot.warned = False
+                return conn  # type: ignore[return-value]
+        return await self._acquire_slow(timeout)
 
-    async def _acquire_slow(self, timeout: float | None) -> Slot:
+    async def _acquire_slow(self, timeout: float | None) -> Connection:
         loop = self._check_usable()
         limit = self._limits.timeout if timeout is None else _check_timeout("timeout", timeout)
         counters = self._counters
@@ -451,7 +477,13 @@ class AsyncConnectionPool:
             counters.requests_wait_ms += (now - start) * 1000.0
         slot.lent_at = now
         slot.lease += 1
-        return slot
+        if self._track_origin:
+            slot.origin = capture_origin()
+            slot.warned = False
+        conn = slot.conn
+        assert conn is not None
+        slot.conn = None
+        return conn
 
     def _take_idle(self) -> Slot | None:
         """Pop an idle slot for the caller if nobody is queued ahead of it."""
@@ -459,7 +491,7 @@ class AsyncConnectionPool:
         if self._waiters or not self._idle:
             return None
         slot = self._idle.pop()
-        self._lent[slot.conn] = slot
+        self._lent[slot.key] = slot
         return slot
 
     async def _wait_for_slot(
@@ -498,7 +530,7 @@ class AsyncConnectionPool:
         if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             slot = waiter.result()
             if slot is not None:
-                del self._lent[slot.conn]
+                del self._lent[slot.key]
                 self._put_back(slot)
                 return
         waiter.cancel()
@@ -510,21 +542,24 @@ class AsyncConnectionPool:
             self._lend_to_waiter(slot)
 
     def _lend_to_waiter(self, slot: Slot) -> bool:
-        self._lent[slot.conn] = slot
+        self._lent[slot.key] = slot
         if self._waiters.hand_off(slot):
             return True
-        del self._lent[slot.conn]
+        del self._lent[slot.key]
         self._idle.append(slot)
         return False
 
     def _put_back(self, slot: Slot) -> None:
         """A usable slot goes to the oldest waiter, or else to the idle stack."""
-        if not self._waiters or not self._lend_to_waiter(slot):
+        if slot.generation != self._generation:
+            self._discard(slot, polite=True)  # drained while it was away
+        elif not self._waiters or not self._lend_to_waiter(slot):
             self._idle.append(slot)
 
     async def _usable(self, slot: Slot, deadline: float) -> bool:
         """Check a slot about to be handed out; close it and say False if it is bad."""
         conn = slot.conn
+        assert conn is not None
         now = monotonic()
         if now < slot.fresh_until and not conn._stream_broken:
             return True
@@ -575,13 +610,15 @@ class AsyncConnectionPool:
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
         """
-        slot = self._lent.pop(conn, None)
+        slot = self._lent.pop(id(conn), None)
         if slot is None:
             raise self._not_lent_error(conn)
+        slot.conn = conn
         now = monotonic()
         if (
             now < slot.expires_at
             and self._loop is not None
+            and not self._resets_on_return
             and not conn._stream_broken
             and conn.connected
             and not conn.get_transaction_status()
@@ -597,13 +634,14 @@ class AsyncConnectionPool:
 
     async def _release_lease(self, conn: Connection, lease: int, exc: BaseException | None) -> None:
         """``connection()``'s return: refuses a connection already returned and lent again."""
-        slot = self._lent.get(conn)
+        slot = self._lent.get(id(conn))
         if slot is None or slot.lease != lease:
             raise self._not_lent_error(conn)
         if exc is None:
             await self.release(conn)
         else:
-            del self._lent[conn]
+            del self._lent[slot.key]
+            slot.conn = conn
             await self._return_slow(slot, exc)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
@@ -625,6 +663,7 @@ class AsyncConnectionPool:
 
     async def _finish_return(self, slot: Slot, exc: BaseException | None) -> None:
         conn = slot.conn
+        assert conn is not None
         unknown = exc is not None and (not isinstance(exc, Exception) or is_connection_error(exc))
         if self._state != _OPEN:
             await self._close_slot(slot)
@@ -636,11 +675,11 @@ class AsyncConnectionPool:
                 _describe(exc),
             )
             await self._close_slot(slot, polite=not is_broken(conn))
-        elif conn.get_transaction_status() and not await self._rollback(slot):
-            self._counters.returns_bad += 1
-            await self._close_slot(slot, polite=False)
         elif monotonic() >= slot.expires_at:
             await self._close_slot(slot)
+        elif not await self._clean_up(conn):
+            self._counters.returns_bad += 1
+            await self._close_slot(slot, polite=False)
         else:
             now = monotonic()
             slot.idle_since = now
@@ -648,13 +687,23 @@ class AsyncConnectionPool:
             self._put_back(slot)
         await self._notify()
 
-    async def _rollback(self, slot: Slot) -> bool:
+    async def _clean_up(self, conn: Connection) -> bool:
+        """Roll back and reset a returned connection; False if that failed."""
         try:
             async with asyncio.timeout(self._options.connect_timeout):
-                await slot.conn.rollback()
+                if self._reset_session:
+                    await reset_session(conn, self._baseline)  # also rolls back
+                    if self._configure is not None:
+                        await self._configure(conn)
+                elif conn.get_transaction_status():
+                    await conn.rollback()
+                if self._reset is not None:
+                    await self._reset(conn)
+                if conn.get_transaction_status():
+                    raise PoolError("the reset callback left a transaction open")
         except Exception as exc:
             logger.info(
-                "pool %r: rollback on return failed (%s); closing the connection",
+                "pool %r: cleaning up a returned connection failed (%s); closing it",
                 self.name,
                 _describe(exc),
             )
@@ -747,7 +796,7 @@ class AsyncConnectionPool:
         self._counters.connections_num += 1
         self._counters.connections_ms += (now - start) * 1000.0
         lifetime = self._limits.max_lifetime * (1.0 - _LIFETIME_JITTER * random.random())
-        slot = Slot(conn, now, now + lifetime, generation)
+        slot = Slot(conn, now, now + lifetime, generation, self._collected)
         slot.fresh_until = min(now + self._check_after, slot.expires_at)
         logger.debug("pool %r: opened connection %d", self.name, _thread_id(conn))
         return slot
@@ -804,22 +853,37 @@ class AsyncConnectionPool:
 
     def _discard(self, slot: Slot, *, polite: bool) -> None:
         """Close a slot the caller already took out of idle/lent, then refill."""
-        self._lent.pop(slot.conn, None)
-        if polite and not is_broken(slot.conn):
-            loop = self._opened_loop
-            assert loop is not None
+        self._lent.pop(slot.key, None)
+        loop = self._opened_loop
+        if polite and slot.conn is not None and not is_broken(slot.conn) and loop is not None:
             self._track(loop.create_task(self._close_slot(slot)))
         else:
-            close_hard(slot.conn)
+            _drop_socket(slot)
             self._size -= 1
             self._grow()
 
+    def _collected(self, slot: Slot) -> None:
+        """Weakref callback: a connection was garbage-collected; was it lent out?"""
+        if self._lent.get(slot.key) is not slot:
+            return  # closed and dropped by the pool itself
+        del self._lent[slot.key]
+        self._counters.returns_bad += 1
+        warnings.warn(
+            f"aiopool: a connection from pool {self.name!r} was garbage-collected without "
+            f"being returned; the pool closed it{describe_origin(slot.origin)}",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        _drop_socket(slot)
+        self._size -= 1
+        self._grow()
+
     async def _close_slot(self, slot: Slot, *, polite: bool = True) -> None:
         try:
-            if polite:
+            if polite and slot.conn is not None:
                 await close_politely(slot.conn, _QUIT_TIMEOUT)
             else:
-                close_hard(slot.conn)
+                _drop_socket(slot)
         finally:
             self._size -= 1
             self._grow()
@@ -846,6 +910,48 @@ class AsyncConnectionPool:
         connection in an unknown state, which the pool closes and replaces.
         """
         return ConnectionContext(self, timeout)
+
+    # ------------------------------------------------------------------ drain and resize
+
+    async def drain(self) -> None:
+        """Retire every current connection: idle ones now, lent ones when returned.
+
+        New connections replace them (for fail-over, or after rotating
+        credentials); requests keep being served meanwhile.
+        """
+        self._check_usable()
+        self._generation += 1
+        for slot in self._lent.values():
+            slot.expires_at = -math.inf  # retire on return
+        idle = list(self._idle)
+        self._idle.clear()
+        logger.info(
+            "pool %r: draining %d idle and %d lent connection(s)",
+            self.name,
+            len(idle),
+            len(self._lent),
+        )
+        if idle:
+            await asyncio.gather(*(self._close_slot(slot) for slot in idle))
+
+    async def resize(self, min_size: int, max_size: int) -> None:
+        """Change the size limits of an open pool.
+
+        Growing opens connections as needed; shrinking closes surplus idle
+        connections at once and surplus lent ones when they are returned.
+        """
+        self._check_usable()
+        self._limits = self._limits.with_sizes(min_size, max_size)
+        excess = self._size - max_size
+        surplus: list[Slot] = []
+        while excess > 0 and self._idle:
+            surplus.append(self._idle.popleft())  # the least recently used
+            excess -= 1
+        for slot in list(self._lent.values())[: max(excess, 0)]:
+            slot.expires_at = -math.inf
+        self._grow()
+        if surplus:
+            await asyncio.gather(*(self._close_slot(slot) for slot in surplus))
 
     # ------------------------------------------------------------------ stats and introspection
 
@@ -904,7 +1010,12 @@ class AsyncConnectionPool:
 
     def _maintenance_interval(self) -> float:
         lim = self._limits
-        shortest = min(lim.max_lifetime, lim.max_idle, lim.keepalive or math.inf)
+        shortest = min(
+            lim.max_lifetime,
+            lim.max_idle,
+            lim.keepalive or math.inf,
+            self._leak_threshold or math.inf,
+        )
         return min(1.0, max(0.01, shortest / 4))
 
     async def _maintain(self) -> None:
@@ -920,6 +1031,21 @@ class AsyncConnectionPool:
         self._grow()
         if self._backoff.failing:
             self._maybe_report_outage(now)
+        if self._leak_threshold is not None:
+            self._report_long_loans(now, self._leak_threshold)
+
+    def _report_long_loans(self, now: float, threshold: float) -> None:
+        for slot in self._lent.values():
+            if not slot.warned and now - slot.lent_at >= threshold:
+                slot.warned = True
+                logger.warning(
+                    "pool %r: a connection has been checked out for %.1f s "
+                    "(leak_threshold=%g s); possible leak%s",
+                    self.name,
+                    now - slot.lent_at,
+                    threshold,
+                    describe_origin(slot.origin),
+                )
 
     def _plan_maintenance(self, now: float) -> tuple[list[Slot], list[Slot]]:
         """Take out of the idle stack the slots to retire and the ones to ping."""
@@ -945,11 +1071,13 @@ class AsyncConnectionPool:
         return retire, ping
 
     async def _keepalive(self, slot: Slot) -> None:
+        conn = slot.conn
+        assert conn is not None
         try:
-            if is_broken(slot.conn):
+            if is_broken(conn):
                 raise ConnectionError("the server closed the connection")
             async with asyncio.timeout(self._options.connect_timeout):
-                await slot.conn.ping(reconnect=False)
+                await conn.ping(reconnect=False)
         except asyncio.CancelledError:
             # close() cancels maintenance: the slot is in no list, so account for it here.
             await self._close_slot(slot, polite=False)
@@ -966,6 +1094,16 @@ class AsyncConnectionPool:
             self._put_back(slot)
         else:
             await self._close_slot(slot)
+
+
+def _drop_socket(slot: Slot) -> None:
+    """Close a slot's connection at once, even if its borrower let it be collected."""
+    conn = slot.conn if slot.conn is not None else slot.ref()
+    if conn is not None:
+        close_hard(conn)
+    elif slot.transport is not None:
+        with contextlib.suppress(Exception):  # the loop may be closed already
+            slot.transport.close()
 
 
 def _thread_id(conn: Connection) -> int:
@@ -990,7 +1128,7 @@ class ConnectionContext:
         pool = self._pool
         conn = await pool.acquire(self._timeout)
         self._conn = conn
-        self._lease = pool._lent[conn].lease
+        self._lease = pool._lent[id(conn)].lease
         return conn
 
     async def __aexit__(

@@ -1,10 +1,16 @@
 """One pooled connection and the times that decide what happens to it next.
 
 A ``Slot`` is made once per connection and reused for every loan, so handing
-a connection out allocates nothing.
+a connection out allocates nothing.  While the connection is lent, the slot
+keeps it only through a weak reference: a borrower that drops it lets the
+garbage collector tell the pool (see ``_leaks.py``).
 """
 
 from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 from ._protocols import Connection
 
@@ -21,20 +27,36 @@ class Slot:
         "fresh_until",
         "generation",
         "idle_since",
+        "key",
         "lease",
         "lent_at",
         "origin",
+        "ref",
+        "transport",
+        "warned",
     )
 
-    def __init__(self, conn: Connection, now: float, expires_at: float, generation: int) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        conn: Connection,
+        now: float,
+        expires_at: float,
+        generation: int,
+        on_collected: Callable[[Slot], None],
+    ) -> None:
+        # Strong while the pool holds the connection; None while it is lent.
+        self.conn: Connection | None = conn
+        self.key = id(conn)
+        self.ref = weakref.ref(conn, lambda _ref: on_collected(self))
+        # Kept to close the socket if the borrower drops the connection.
+        self.transport: Any = getattr(conn, "_transport", None)
         self.created_at = now
         # When the connection is retired (max_lifetime, with jitter).
         self.expires_at = expires_at
         # Until when an idle connection may be handed out without a ping;
-        # also never past expires_at, so the fast path compares one number.
+        # never past expires_at, so the fast path compares one number.
         self.fresh_until = now
-        # drain() bumps the pool's generation; older slots retire on return.
+        # drain() bumps the pool's generation; older slots retire.
         self.generation = generation
         self.idle_since = now
         # Counts loans, so a context manager can tell its own loan from a later one.
@@ -42,10 +64,7 @@ class Slot:
         self.lent_at = now
         # Where the current loan was taken, kept only when leak tracking is on.
         self.origin: str | None = None
+        self.warned = False
 
     def __repr__(self) -> str:
-        try:
-            tid = self.conn.thread_id()
-        except Exception:  # a fake or half-closed connection
-            tid = -1
-        return f"<Slot thread_id={tid} lease={self.lease}>"
+        return f"<Slot key={self.key:#x} lease={self.lease}>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from typing import Any
 
 from asyncmy import errors as mysql_errors
@@ -24,12 +25,30 @@ class FakeResult:
         self.has_next = has_next
 
 
+class FakeTransport:
+    """The socket: the server counts it until it is closed, like a real one.
+
+    It holds no reference to its connection, so a connection its borrower
+    drops is garbage-collected while the socket stays open (as with asyncmy).
+    """
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.server.live.discard(self)
+
+
 class FakeConnection:
     """Implements the part of asyncmy's Connection the pool uses."""
 
     def __init__(self, server: FakeServer) -> None:
         self.server = server
         self.id = next(_ids)
+        self._transport = FakeTransport(server)
         self.connected = True
         self.dead = False  # the server side is gone, the client has not noticed yet
         self.in_trans = False
@@ -99,7 +118,7 @@ class FakeConnection:
     def close(self) -> None:
         if self.connected:
             self.connected = False
-            self.server.live.discard(self)
+            self._transport.close()
 
     async def ensure_closed(self) -> None:
         if self.connected and not self.dead:
@@ -117,7 +136,8 @@ class FakeServer:
     """Counts connections and fails on demand."""
 
     def __init__(self) -> None:
-        self.live: set[FakeConnection] = set()
+        self.live: set[FakeTransport] = set()
+        self.made: list[weakref.ref[FakeConnection]] = []
         self.opened = 0
         self.attempts = 0
         self.max_live = 0
@@ -146,15 +166,21 @@ class FakeServer:
         finally:
             self.opening -= 1
         conn = FakeConnection(self)
-        self.live.add(conn)
+        self.live.add(conn._transport)
+        self.made.append(weakref.ref(conn))
         self.opened += 1
         self.max_live = max(self.max_live, len(self.live))
         return conn
 
     def kill_all(self) -> None:
         """Like KILL from another session: every connection dies server-side."""
-        for conn in self.live:
+        for conn in self.connections():
             conn.dead = True
+
+    def connections(self) -> list[FakeConnection]:
+        """The connections whose sockets are open and whose objects still exist."""
+        alive = (ref() for ref in self.made)
+        return [c for c in alive if c is not None and c._transport in self.live]
 
     def go_down(self) -> None:
         self.kill_all()
