@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._null_pool import NullConnectionPool
 from ._pool import AsyncConnectionPool, ConnectionContext
 from ._protocols import Connection
 from ._stats import PoolStats
@@ -17,6 +18,7 @@ __all__ = [
     "AsyncConnectionPool",
     "Connection",
     "ConnectionContext",
+    "NullConnectionPool",
     "PoolClosed",
     "PoolError",
     "PoolStats",

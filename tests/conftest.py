@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -32,3 +33,27 @@ def private_server() -> Iterator[PrivateMariaDB]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loop",
+        choices=("asyncio", "uvloop", "both"),
+        default="both",
+        help="event loop(s) to run every async test under (default: both)",
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run each async test under asyncio's own loop and under uvloop."""
+    import uvloop
+
+    choice = config.getoption("--loop")
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {}
+    if choice in ("asyncio", "both"):
+        factories["asyncio"] = asyncio.new_event_loop
+    if choice in ("uvloop", "both"):
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories

@@ -140,3 +140,25 @@ async def test_failing_reset_callback_closes_the_connection(server: FakeServer) 
         assert not conn.connected
         assert pool.get_stats().returns_bad == 1
         check_invariants(pool, server)
+
+
+async def test_null_pool_keeps_nothing(server: FakeServer) -> None:
+    from aiopool import NullConnectionPool
+
+    async with NullConnectionPool(connection_factory=server.connect, max_size=2) as pool:
+        assert pool.get_stats().pool_size == 0
+        async with pool.connection() as conn:
+            await conn.query()
+        await settle(pool)
+        assert not conn.connected and conn.quit_sent and conn.commits == 1
+        assert pool.get_stats().pool_size == 0 and not server.live
+
+        async def worker() -> None:
+            async with pool.connection() as c:
+                await c.query(0.01, begin=False)
+
+        await asyncio.gather(*(worker() for _ in range(10)))
+        await settle(pool)
+        assert server.max_live <= 2 and not server.live
+    with pytest.raises(ValueError, match="min_size must be 0"):
+        NullConnectionPool(min_size=1)
