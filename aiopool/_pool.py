@@ -1063,6 +1063,8 @@ class AsyncConnectionPool:
             if worn_out or unneeded:
                 retire.append(slot)
                 surplus -= 1
+            elif is_broken(slot.conn):  # type: ignore[arg-type]
+                ping.append(slot)  # seen dead already: _keepalive drops it, no round trip
             elif keepalive is not None and now - slot.idle_since >= keepalive:
                 ping.append(slot)
             else:
