@@ -1,0 +1,223 @@
+"""Prometheus metrics for aiopool pools (``pip install 'aiopool[prometheus]'``).
+
+>>> from aiopool.metrics.prometheus import register
+>>> collector = register(pool)  # doctest: +SKIP
+
+``PoolCollector`` is a custom collector: it reads ``pool.get_stats()`` when
+Prometheus scrapes, so there is no background task and no cost on the pool's
+hot path.  One collector serves any number of pools, told apart by the
+``pool`` label (the pool's ``name``, which never shows the password); pool
+names must be unique within a collector.
+
+The collector holds pools weakly: a pool that is garbage-collected drops out
+of the output.  Counters are cumulative since the pool opened; don't call
+``pool.pop_stats()`` on a pool you export (Prometheus would see a counter
+reset and lose the increments since the last scrape).
+
+Scrapes served from another thread (``start_http_server``) read the pool while
+the event loop changes it: the gauges of one pool can then be off by one
+connection between each other for that scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+
+try:
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "aiopool.metrics.prometheus needs prometheus_client: pip install 'aiopool[prometheus]'"
+    ) from exc
+
+from .._pool import AsyncConnectionPool
+from .._stats import PoolStats
+from . import _names as n
+
+__all__ = ["PoolCollector", "register", "unregister"]
+
+_MS = 1000.0  # milliseconds per second
+
+# (name, help, PoolStats field, divisor)
+_COUNTERS: tuple[tuple[str, str, str, float], ...] = (
+    (n.PROM_REQUESTS, "Connection requests (acquire calls).", "requests_num", 1.0),
+    (
+        n.PROM_REQUESTS_QUEUED,
+        "Requests that had to wait because no idle connection was free.",
+        "requests_queued",
+        1.0,
+    ),
+    (
+        n.PROM_REQUEST_WAIT_SECONDS,
+        "Total time queued requests waited for a connection.",
+        "requests_wait_ms",
+        _MS,
+    ),
+    (
+        n.PROM_REQUEST_ERRORS,
+        "Requests that failed: timeouts and refusals (TooManyRequests).",
+        "requests_errors",
+        1.0,
+    ),
+    (n.PROM_CONNECTIONS_OPENED, "Connections opened successfully.", "connections_num", 1.0),
+    (
+        n.PROM_CONNECTION_OPEN_SECONDS,
+        "Total time spent opening connections.",
+        "connections_ms",
+        _MS,
+    ),
+    (n.PROM_CONNECTION_ERRORS, "Failed attempts to open a connection.", "connections_errors", 1.0),
+    (
+        n.PROM_CONNECTIONS_LOST,
+        "Connections found dead while idle or when checked before hand-out.",
+        "connections_lost",
+        1.0,
+    ),
+    (
+        n.PROM_RETURNS_BAD,
+        "Connections returned in a state that made the pool close them.",
+        "returns_bad",
+        1.0,
+    ),
+    (n.PROM_USE_SECONDS, "Total time connections were lent out.", "usage_ms", _MS),
+)
+
+# (name, help, PoolStats field)
+_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (n.PROM_CONNECTIONS_MAX, "Configured maximum number of connections.", "pool_max"),
+    (n.PROM_CONNECTIONS_MIN, "Configured minimum number of connections.", "pool_min"),
+    (n.PROM_REQUESTS_WAITING, "Tasks waiting for a connection now.", "requests_waiting"),
+)
+
+_STATES: tuple[tuple[str, str], ...] = (
+    (n.PROM_STATE_IDLE, "pool_available"),
+    (n.PROM_STATE_USED, "pool_in_use"),
+    (n.PROM_STATE_OPENING, "pool_opening"),
+)
+
+
+def _unit(name: str) -> str:
+    return "seconds" if name.removesuffix("_total").endswith("_seconds") else ""
+
+
+class PoolCollector(Collector):
+    """Reports one or more pools' ``get_stats()`` at every scrape.
+
+    ``PoolCollector(pool)`` or ``PoolCollector([pool_a, pool_b])``; register
+    it yourself with ``registry.register(collector)``, or let ``register()``
+    do it.  ``add()`` and ``remove()`` change the pools it reports.
+    """
+
+    def __init__(self, pools: AsyncConnectionPool | Iterable[AsyncConnectionPool] = ()) -> None:
+        self._lock = threading.Lock()
+        self._pools: dict[int, weakref.ref[AsyncConnectionPool]] = {}
+        for pool in (pools,) if isinstance(pools, AsyncConnectionPool) else pools:
+            self.add(pool)
+
+    @property
+    def pools(self) -> list[AsyncConnectionPool]:
+        """The pools reported, in the order they were added."""
+        with self._lock:
+            return self._live()
+
+    def _live(self) -> list[AsyncConnectionPool]:
+        alive = [(key, ref()) for key, ref in self._pools.items()]
+        for key, pool in alive:
+            if pool is None:  # garbage-collected
+                del self._pools[key]
+        return [pool for _key, pool in alive if pool is not None]
+
+    def add(self, pool: AsyncConnectionPool) -> None:
+        """Report ``pool`` too; ``ValueError`` if another pool has its name."""
+        with self._lock:
+            for other in self._live():
+                if other is pool:
+                    return
+                if other.name == pool.name:
+                    raise ValueError(
+                        f"a pool named {pool.name!r} is already reported by this collector: "
+                        "give each pool a unique name=..."
+                    )
+            self._pools[id(pool)] = weakref.ref(pool)
+
+    def remove(self, pool: AsyncConnectionPool) -> None:
+        """Stop reporting ``pool`` (no error if it was not reported)."""
+        with self._lock:
+            ref = self._pools.get(id(pool))
+            if ref is not None and ref() is pool:
+                del self._pools[id(pool)]
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric families without samples (lets the registry catch name clashes)."""
+        return _families([])
+
+    def collect(self) -> Iterable[Metric]:
+        """Read every pool's stats now."""
+        snapshots: list[tuple[str, PoolStats]] = []
+        for pool in self.pools:
+            # A pool renamed after add() could repeat a name: keep the exposition valid.
+            if all(pool.name != name for name, _stats in snapshots):
+                snapshots.append((pool.name, pool.get_stats()))
+        return _families(snapshots)
+
+
+def _families(snapshots: list[tuple[str, PoolStats]]) -> list[Metric]:
+    connections = GaugeMetricFamily(
+        n.PROM_CONNECTIONS,
+        "Connections in the pool by state: idle, used (lent out), opening.",
+        labels=(n.PROM_POOL_LABEL, n.PROM_STATE_LABEL),
+    )
+    for pool_name, stats in snapshots:
+        for state, field in _STATES:
+            connections.add_metric((pool_name, state), stats[field])
+    families: list[Metric] = [connections]
+    for name, doc, field in _GAUGES:
+        gauge = GaugeMetricFamily(name, doc, labels=(n.PROM_POOL_LABEL,))
+        for pool_name, stats in snapshots:
+            gauge.add_metric((pool_name,), stats[field])
+        families.append(gauge)
+    for name, doc, field, divisor in _COUNTERS:
+        counter = CounterMetricFamily(name, doc, labels=(n.PROM_POOL_LABEL,), unit=_unit(name))
+        for pool_name, stats in snapshots:
+            counter.add_metric((pool_name,), stats[field] / divisor)
+        families.append(counter)
+    return families
+
+
+# One collector per registry, so several pools share the metric families.
+_collectors: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = (
+    weakref.WeakKeyDictionary()
+)
+_collectors_lock = threading.Lock()
+
+
+def register(pool: AsyncConnectionPool, registry: CollectorRegistry = REGISTRY) -> PoolCollector:
+    """Report ``pool`` in ``registry``; returns the registry's aiopool collector.
+
+    Every pool registered in one registry goes to the same collector, so pool
+    names must be unique (``ValueError`` otherwise: pass ``name=`` to the pool).
+    """
+    with _collectors_lock:
+        collector = _collectors.get(registry)
+        if collector is None:
+            collector = PoolCollector(pool)
+            registry.register(collector)
+            _collectors[registry] = collector
+        else:
+            collector.add(pool)
+    return collector
+
+
+def unregister(pool: AsyncConnectionPool, registry: CollectorRegistry = REGISTRY) -> None:
+    """Stop reporting ``pool`` in ``registry``; the last one removes the collector."""
+    with _collectors_lock:
+        collector = _collectors.get(registry)
+        if collector is None:
+            return
+        collector.remove(pool)
+        if not collector.pools:
+            registry.unregister(collector)
+            del _collectors[registry]
