@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-
-from asyncmy import errors as mysql_errors
+from types import ModuleType
 
 from ._protocols import Connection
 
@@ -37,6 +37,15 @@ DISCONNECT_ERRNOS = frozenset({1053, 1927, 2006, 2013, 2014, 2055, 4031})
 FATAL_CONNECT_ERRNOS = frozenset({1044, 1045, 1049, 1251, 1698, 2059})
 
 
+@functools.cache
+def _mysql_errors() -> ModuleType:
+    # Imported on first need: `import aiopool` (and the pytest plugin, loaded
+    # in every test session) should not pay for loading the driver.
+    from asyncmy import errors
+
+    return errors
+
+
 def errno_of(exc: BaseException) -> int | None:
     """The MySQL error number carried by an asyncmy exception, if any."""
     args = getattr(exc, "args", ())
@@ -49,6 +58,7 @@ def is_connection_error(exc: BaseException | None) -> bool:
     """Whether ``exc`` means the link or the protocol state can no longer be trusted."""
     if exc is None:
         return False
+    mysql_errors = _mysql_errors()
     if isinstance(exc, mysql_errors.InterfaceError | mysql_errors.InternalError):
         return True  # closed, or the packet stream is out of sync
     if isinstance(exc, mysql_errors.MySQLError):
@@ -79,7 +89,7 @@ def is_idle_clean(conn: Connection) -> bool:
 
 def is_fatal_connect_error(exc: BaseException) -> bool:
     """Whether an error from opening a connection will happen again on retry."""
-    if isinstance(exc, mysql_errors.MySQLError):
+    if isinstance(exc, _mysql_errors().MySQLError):
         return errno_of(exc) in FATAL_CONNECT_ERRNOS
     # Wrong keyword arguments and the like are programming errors.
     return isinstance(exc, TypeError | ValueError | AttributeError)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -32,7 +33,7 @@ import random
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from time import monotonic
 from types import TracebackType
 from typing import Any, Final, Self, cast
@@ -72,6 +73,8 @@ _QUIT_TIMEOUT = 1.0
 # How far below max_lifetime a connection may retire, so a batch opened
 # together does not expire together.
 _LIFETIME_JITTER = 0.05
+# The least time a hand-out check (ping) gets, even past the caller's deadline.
+_MIN_CHECK_BUDGET = 0.5
 
 _open_pools: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
 
@@ -189,6 +192,8 @@ class AsyncConnectionPool:
         self._reset = reset
         # With a reset to run, every return takes the slow path.
         self._resets_on_return = self._reset_session or reset is not None
+        # True while the release fast path may be taken: open, and no reset to run.
+        self._fast_return = False
         self._baseline = baseline_sql(self._options.kwargs)
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
@@ -257,6 +262,7 @@ class AsyncConnectionPool:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._state = _OPEN
         self._loop = self._opened_loop = loop
+        self._fast_return = not self._resets_on_return
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
         self._cond = asyncio.Condition()
@@ -269,16 +275,12 @@ class AsyncConnectionPool:
         self._grow()
 
     async def _wait_ready(self, timeout: float) -> None:
-        assert self._cond is not None
         want = self._limits.min_size
 
         def ready() -> bool:
             return self._size - self._opening >= want or self._fatal_error is not None
 
-        try:
-            async with asyncio.timeout(timeout), self._cond:
-                await self._cond.wait_for(ready)
-        except TimeoutError:
+        if not await self._wait_until(ready, timeout):
             have = self._size - self._opening
             raise PoolTimeout(
                 f"pool {self.name!r} could not open {want} connection(s) within "
@@ -287,6 +289,26 @@ class AsyncConnectionPool:
             ) from self._last_error
         if self._fatal_error is not None:
             raise self._fatal_error
+
+    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait on the Condition until ``predicate()``; False if ``timeout`` passed first.
+
+        Wakes every 50 ms as well: some changes (a garbage-collected
+        connection, a task's done-callback) happen where nobody can await a
+        notify, and a waiter must not depend on every path remembering to.
+        """
+        cond = self._cond
+        assert cond is not None
+        deadline = monotonic() + timeout
+        async with cond:
+            while not predicate():
+                left = deadline - monotonic()
+                if left <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, 0.05)):
+                        await cond.wait()
+        return True
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pool; calling it again does nothing.
@@ -307,6 +329,7 @@ class AsyncConnectionPool:
             return
         self._state = _CLOSING
         self._loop = None
+        self._fast_return = False
         _open_pools.discard(self)
         self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed"))
         try:
@@ -324,32 +347,28 @@ class AsyncConnectionPool:
     async def _stop_background_tasks(self) -> None:
         tasks = [t for t in (self._maintenance, *self._openers) if t is not None]
         for task in tasks:
-            task.cancel()
+            task.cancel()  # their done-callbacks settle the accounting
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)
 
     async def _close_idle(self) -> None:
         slots = list(self._idle)
         self._idle.clear()
-        if slots:
-            await asyncio.gather(*(self._close_slot(slot) for slot in slots))
+        await self._close_all(slots)
 
     async def _wait_borrowers(self, timeout: float) -> None:
-        assert self._cond is not None
-        try:
-            async with asyncio.timeout(timeout), self._cond:
-                await self._cond.wait_for(lambda: self._size == 0)
-        except TimeoutError:
-            stuck = list(self._lent.values())
-            logger.warning(
-                "pool %r: %d connection(s) still in use %g s after close(); closing them",
-                self.name,
-                len(stuck),
-                timeout,
-            )
-            for slot in stuck:
-                # Left in _lent: the borrower's release() finishes the accounting.
-                _drop_socket(slot)
+        if await self._wait_until(lambda: self._size == 0, timeout):
+            return
+        stuck = list(self._lent.values())
+        logger.warning(
+            "pool %r: %d connection(s) still in use %g s after close(); closing them",
+            self.name,
+            len(stuck),
+            timeout,
+        )
+        for slot in stuck:
+            # Left in _lent: the borrower's release() finishes the accounting.
+            _drop_socket(slot)
 
     async def _finish_tasks(self, timeout: float) -> None:
         tasks = set(self._tasks)
@@ -358,11 +377,9 @@ class AsyncConnectionPool:
 
     def _close_everything_left(self) -> None:
         for task in (*self._tasks, *self._openers):
-            task.cancel()
-        for slot in self._idle:
-            _drop_socket(slot)
-            self._size -= 1
-        self._idle.clear()
+            task.cancel()  # done-callbacks close what each task owned
+        while self._idle:
+            self._finish_close(self._idle.pop())
 
     async def __aenter__(self) -> Self:
         await self.open(wait=True)
@@ -391,6 +408,7 @@ class AsyncConnectionPool:
         self._size = self._opening = 0
         self._state = _FORKED
         self._loop = None
+        self._fast_return = False
 
     # ------------------------------------------------------------------ checks
 
@@ -403,10 +421,12 @@ class AsyncConnectionPool:
 
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._opened_loop:
+            opened = self._opened_loop
             raise WrongEventLoop(
-                f"pool {self.name!r} was opened in event loop {self._opened_loop!r} and is "
-                f"used from {loop!r}; a pool (like its connections) belongs to one loop. "
-                "Open one pool per event loop, e.g. in the application's lifespan hook."
+                f"pool {self.name!r} was opened in event loop {type(opened).__name__} "
+                f"at {id(opened):#x} and is used from {type(loop).__name__} at {id(loop):#x}; "
+                "a pool (like its connections) belongs to one loop. Open one pool per "
+                "event loop, e.g. in the application's lifespan hook."
             )
 
     def _check_usable(self) -> asyncio.AbstractEventLoop:
@@ -435,7 +455,11 @@ class AsyncConnectionPool:
         """
         idle = self._idle
         # Fast path: an idle connection, nobody queued ahead, checked recently.
-        if idle and not self._waiters and self._loop is not None:
+        # The caller must run in the pool's loop; that loop running is the
+        # cheap proxy (one thread runs one loop at a time, and Python 3.11's
+        # get_running_loop() costs a getpid() syscall).  _loop is None when closed.
+        loop = self._loop
+        if idle and not self._waiters and loop is not None and loop.is_running():
             slot = idle[-1]
             conn = slot.conn
             now = monotonic()
@@ -443,8 +467,7 @@ class AsyncConnectionPool:
                 idle.pop()
                 slot.conn = None
                 self._lent[slot.key] = slot
-                slot.lent_at = now
-                slot.lease += 1
+                slot.lent_at = now  # also the loan's identity (see ConnectionContext)
                 self._counters.requests_num += 1
                 if self._track_origin:
                     slot.origin = capture_origin()
@@ -476,7 +499,6 @@ class AsyncConnectionPool:
             counters.requests_queued += 1
             counters.requests_wait_ms += (now - start) * 1000.0
         slot.lent_at = now
-        slot.lease += 1
         if self._track_origin:
             slot.origin = capture_origin()
             slot.warned = False
@@ -539,20 +561,22 @@ class AsyncConnectionPool:
     def _serve_waiters_from_idle(self) -> None:
         while self._idle and self._waiters:
             slot = self._idle.pop()
-            self._lend_to_waiter(slot)
+            if not self._lend_to_waiter(slot):
+                self._idle.append(slot)
+                return
 
     def _lend_to_waiter(self, slot: Slot) -> bool:
+        """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
         self._lent[slot.key] = slot
         if self._waiters.hand_off(slot):
             return True
         del self._lent[slot.key]
-        self._idle.append(slot)
         return False
 
     def _put_back(self, slot: Slot) -> None:
         """A usable slot goes to the oldest waiter, or else to the idle stack."""
-        if slot.generation != self._generation:
-            self._discard(slot, polite=True)  # drained while it was away
+        if slot.generation != self._generation or self._size > self._limits.max_size:
+            self._discard(slot, polite=True)  # drained, or surplus after resize()
         elif not self._waiters or not self._lend_to_waiter(slot):
             self._idle.append(slot)
 
@@ -571,7 +595,9 @@ class AsyncConnectionPool:
             self._discard(slot, polite=True)
             return False
         try:
-            limit = max(0.0, min(deadline - now, self._options.connect_timeout))
+            # At least a short budget: a ping cut off by the caller's own
+            # deadline would close a healthy connection (asyncmy closes on cancel).
+            limit = min(max(deadline - now, _MIN_CHECK_BUDGET), self._options.connect_timeout)
             async with asyncio.timeout(limit):
                 await conn.ping(reconnect=False)
                 if self._check is not None:
@@ -615,27 +641,33 @@ class AsyncConnectionPool:
             raise self._not_lent_error(conn)
         slot.conn = conn
         now = monotonic()
+        result = conn._result
+        # Fast path: open pool, no reset configured, not expired, and the
+        # connection is clean by the server's status flags: no round trip.
+        # A socket that died while lent is caught at the next hand-out or
+        # maintenance round; a locally closed one (cancelled) here.
         if (
-            now < slot.expires_at
-            and self._loop is not None
-            and not self._resets_on_return
-            and not conn._stream_broken
+            self._fast_return
+            and now < slot.expires_at
             and conn.connected
             and not conn.get_transaction_status()
-            and not has_pending_result(conn)
+            and (result is None or not (result.unbuffered_active or result.has_next))
         ):
-            self._counters.usage_ms += (now - slot.lent_at) * 1000.0
+            self._counters.usage_s += now - slot.lent_at
             slot.idle_since = now
-            slot.fresh_until = min(now + self._check_after, slot.expires_at)
+            fresh = now + self._check_after
+            slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
             if not self._waiters or not self._lend_to_waiter(slot):
                 self._idle.append(slot)
             return
         await self._return_slow(slot, None)
 
-    async def _release_lease(self, conn: Connection, lease: int, exc: BaseException | None) -> None:
+    async def _release_lease(
+        self, conn: Connection, lease: float, exc: BaseException | None
+    ) -> None:
         """``connection()``'s return: refuses a connection already returned and lent again."""
         slot = self._lent.get(id(conn))
-        if slot is None or slot.lease != lease:
+        if slot is None or slot.lent_at != lease:
             raise self._not_lent_error(conn)
         if exc is None:
             await self.release(conn)
@@ -656,9 +688,8 @@ class AsyncConnectionPool:
         # again as anyio task groups do, cannot leave the slot half-returned.
         loop = self._opened_loop
         assert loop is not None
-        self._counters.usage_ms += (monotonic() - slot.lent_at) * 1000.0
-        task = loop.create_task(self._finish_return(slot, exc))
-        self._track(task)
+        self._counters.usage_s += monotonic() - slot.lent_at
+        task = self._spawn(self._finish_return(slot, exc), slot)
         await asyncio.shield(task)
 
     async def _finish_return(self, slot: Slot, exc: BaseException | None) -> None:
@@ -715,7 +746,7 @@ class AsyncConnectionPool:
     def _grow(self) -> None:
         """Start openers for missing ``min_size`` connections and for waiters."""
         loop = self._loop
-        if loop is None:
+        if loop is None or loop.is_closed():
             return
         lim = self._limits
         room = lim.max_size - self._size
@@ -728,46 +759,49 @@ class AsyncConnectionPool:
         for _ in range(min(room, wanted)):
             self._size += 1
             self._opening += 1
-            task = loop.create_task(self._open_one(self._generation))
+            opener = _Opener()
+            task = loop.create_task(self._open_one(self._generation, opener))
             self._openers.add(task)
-            task.add_done_callback(self._openers.discard)
+            task.add_done_callback(functools.partial(self._opener_done, opener=opener))
+
+    def _opener_done(self, task: asyncio.Task[None], *, opener: _Opener) -> None:
+        # A done-callback, not a finally: it also runs for an opener cancelled
+        # before its first step (close() right after open()).
+        self._openers.discard(task)
+        if not opener.settled:
+            self._opening -= 1
+            self._size -= 1
+            self._grow()
 
     def _still_needed(self) -> bool:
         # Called by an opener that failed: keep trying while requests wait or
         # the pool is below min_size (counting this opener's own place).
         return bool(self._waiters) or self._size - self._opening < self._limits.min_size
 
-    async def _open_one(self, generation: int) -> None:
-        opened = False
-        try:
-            while self._state == _OPEN:
-                try:
-                    slot = await self._connect(generation)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    delay = self._connect_failed(exc)
-                    # While failing, one opener keeps probing; the others step back.
-                    if self._opening > 1 or not self._still_needed():
-                        return
-                    await self._notify()
-                    await asyncio.sleep(delay)
-                    continue
-                self._connect_succeeded()
-                opened = True
-                self._opening -= 1
-                if generation != self._generation:
-                    await self._close_slot(slot)  # drained while it was being opened
-                else:
-                    self._put_back(slot)
-                return
-        finally:
-            if not opened:
-                self._opening -= 1
-                self._size -= 1
-            if self._state == _OPEN:
-                self._grow()
+    async def _open_one(self, generation: int, opener: _Opener) -> None:
+        """Open one connection for the pool and hand it over (settling ``opener``)."""
+        while self._state == _OPEN:
+            try:
+                slot = await self._connect(generation)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self._connect_failed(exc)
+                # While failing, one opener keeps probing; the others step back.
+                if self._opening > 1 or not self._still_needed():
+                    return
                 await self._notify()
+                await asyncio.sleep(delay)
+                continue
+            self._connect_succeeded()
+            self._opening -= 1
+            opener.settled = True
+            if generation != self._generation:
+                self._discard(slot, polite=True)  # drained while it was being opened
+            else:
+                self._put_back(slot)
+            await self._notify()
+            return
 
     async def _connect(self, generation: int) -> Slot:
         start = monotonic()
@@ -854,13 +888,57 @@ class AsyncConnectionPool:
     def _discard(self, slot: Slot, *, polite: bool) -> None:
         """Close a slot the caller already took out of idle/lent, then refill."""
         self._lent.pop(slot.key, None)
-        loop = self._opened_loop
-        if polite and slot.conn is not None and not is_broken(slot.conn) and loop is not None:
-            self._track(loop.create_task(self._close_slot(slot)))
+        if polite and slot.conn is not None and not is_broken(slot.conn):
+            self._spawn_close(slot)
         else:
-            _drop_socket(slot)
-            self._size -= 1
-            self._grow()
+            self._finish_close(slot)
+
+    def _spawn_close(self, slot: Slot) -> asyncio.Task[None] | None:
+        """Close ``slot`` politely in a pool task; its socket is dropped even if cancelled."""
+        loop = self._opened_loop
+        if loop is None or loop.is_closed():
+            self._finish_close(slot)
+            return None
+        slot.closing = True
+        return self._spawn(self._close_slot(slot), slot, closes=True)
+
+    async def _close_all(self, slots: list[Slot]) -> None:
+        """Close slots concurrently; cancelling the caller does not stop the closing."""
+        tasks = [t for t in map(self._spawn_close, slots) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], slot: Slot, *, closes: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run pool work that owns ``slot``; if it ends without settling it, close it.
+
+        The settling is a done-callback, not a ``finally``: it also runs for a
+        task cancelled before its first step (close() right after open()).
+        """
+        loop = self._opened_loop
+        assert loop is not None
+        task = loop.create_task(coro)
+        self._track(task)
+        settle = self._finish_close if closes else self._reclaim
+        task.add_done_callback(lambda _task: settle(slot))
+        return task
+
+    def _reclaim(self, slot: Slot) -> None:
+        # The task that owned the slot ended: if the slot is in no list and no
+        # close task owns it now, the task was cut short: close it here.
+        if slot.closed or slot.closing or slot in self._idle or self._lent.get(slot.key) is slot:
+            return
+        self._finish_close(slot)
+
+    def _finish_close(self, slot: Slot) -> None:
+        """Drop the slot's socket and its place in the pool; safe to call twice."""
+        if slot.closed:
+            return
+        slot.closed = True
+        _drop_socket(slot)
+        self._size -= 1
+        self._grow()
 
     def _collected(self, slot: Slot) -> None:
         """Weakref callback: a connection was garbage-collected; was it lent out?"""
@@ -874,19 +952,14 @@ class AsyncConnectionPool:
             ResourceWarning,
             stacklevel=2,
         )
-        _drop_socket(slot)
-        self._size -= 1
-        self._grow()
+        self._finish_close(slot)
 
     async def _close_slot(self, slot: Slot, *, polite: bool = True) -> None:
         try:
-            if polite and slot.conn is not None:
+            if polite and slot.conn is not None and not slot.closed:
                 await close_politely(slot.conn, _QUIT_TIMEOUT)
-            else:
-                _drop_socket(slot)
         finally:
-            self._size -= 1
-            self._grow()
+            self._finish_close(slot)
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -931,8 +1004,7 @@ class AsyncConnectionPool:
             len(idle),
             len(self._lent),
         )
-        if idle:
-            await asyncio.gather(*(self._close_slot(slot) for slot in idle))
+        await self._close_all(idle)
 
     async def resize(self, min_size: int, max_size: int) -> None:
         """Change the size limits of an open pool.
@@ -942,16 +1014,16 @@ class AsyncConnectionPool:
         """
         self._check_usable()
         self._limits = self._limits.with_sizes(min_size, max_size)
-        excess = self._size - max_size
+        # Connections being opened are turned away when they arrive (_put_back).
+        excess = self._size - self._opening - max_size
         surplus: list[Slot] = []
         while excess > 0 and self._idle:
             surplus.append(self._idle.popleft())  # the least recently used
             excess -= 1
         for slot in list(self._lent.values())[: max(excess, 0)]:
-            slot.expires_at = -math.inf
+            slot.expires_at = -math.inf  # retire on return
         self._grow()
-        if surplus:
-            await asyncio.gather(*(self._close_slot(slot) for slot in surplus))
+        await self._close_all(surplus)
 
     # ------------------------------------------------------------------ stats and introspection
 
@@ -986,7 +1058,7 @@ class AsyncConnectionPool:
             requests_queued=c.requests_queued,
             requests_wait_ms=round(c.requests_wait_ms, 3),
             requests_errors=c.requests_errors,
-            usage_ms=round(c.usage_ms, 3),
+            usage_ms=round(c.usage_s * 1000.0, 3),
             connections_num=c.connections_num,
             connections_ms=round(c.connections_ms, 3),
             connections_errors=c.connections_errors,
@@ -1024,10 +1096,12 @@ class AsyncConnectionPool:
             return
         now = monotonic()
         retire, ping = self._plan_maintenance(now)
-        jobs: list[Awaitable[None]] = [self._close_slot(slot) for slot in retire]
-        jobs.extend(self._keepalive(slot) for slot in ping)
+        # Pool tasks, awaited with wait(): close() cancelling this round must
+        # not strand the slots taken out of the idle stack.
+        jobs = [t for t in map(self._spawn_close, retire) if t is not None]
+        jobs.extend(self._spawn(self._keepalive(slot), slot) for slot in ping)
         if jobs:
-            await asyncio.gather(*jobs)
+            await asyncio.wait(jobs)
         self._grow()
         if self._backoff.failing:
             self._maybe_report_outage(now)
@@ -1080,10 +1154,6 @@ class AsyncConnectionPool:
                 raise ConnectionError("the server closed the connection")
             async with asyncio.timeout(self._options.connect_timeout):
                 await conn.ping(reconnect=False)
-        except asyncio.CancelledError:
-            # close() cancels maintenance: the slot is in no list, so account for it here.
-            await self._close_slot(slot, polite=False)
-            raise
         except Exception as exc:
             logger.info("pool %r: idle connection lost (%s)", self.name, _describe(exc))
             self._counters.connections_lost += 1
@@ -1096,6 +1166,15 @@ class AsyncConnectionPool:
             self._put_back(slot)
         else:
             await self._close_slot(slot)
+
+
+class _Opener:
+    """Whether an opener task handed its place over (else its done-callback frees it)."""
+
+    __slots__ = ("settled",)
+
+    def __init__(self) -> None:
+        self.settled = False
 
 
 def _drop_socket(slot: Slot) -> None:
@@ -1124,13 +1203,14 @@ class ConnectionContext:
         self._pool = pool
         self._timeout = timeout
         self._conn: Connection | None = None
-        self._lease = 0
+        self._lease = 0.0
 
     async def __aenter__(self) -> Connection:
         pool = self._pool
         conn = await pool.acquire(self._timeout)
         self._conn = conn
-        self._lease = pool._lent[id(conn)].lease
+        # The loan's start time identifies it: a later loan of the same slot differs.
+        self._lease = pool._lent[id(conn)].lent_at
         return conn
 
     async def __aexit__(

@@ -21,6 +21,8 @@ class Slot:
     """A connection plus the pool's bookkeeping for it."""
 
     __slots__ = (
+        "closed",
+        "closing",
         "conn",
         "created_at",
         "expires_at",
@@ -28,7 +30,6 @@ class Slot:
         "generation",
         "idle_since",
         "key",
-        "lease",
         "lent_at",
         "origin",
         "ref",
@@ -59,12 +60,14 @@ class Slot:
         # drain() bumps the pool's generation; older slots retire.
         self.generation = generation
         self.idle_since = now
-        # Counts loans, so a context manager can tell its own loan from a later one.
-        self.lease = 0
+        # When the current loan started; also tells one loan from the next.
         self.lent_at = now
         # Where the current loan was taken, kept only when leak tracking is on.
         self.origin: str | None = None
         self.warned = False
+        # A close task owns the slot / the socket is closed and the place freed.
+        self.closing = False
+        self.closed = False
 
     def __repr__(self) -> str:
-        return f"<Slot key={self.key:#x} lease={self.lease}>"
+        return f"<Slot key={self.key:#x} lent_at={self.lent_at}>"

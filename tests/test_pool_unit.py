@@ -735,3 +735,24 @@ def test_child_process_after_fork_gets_a_clear_error() -> None:
         assert len(pool._idle) == 1 and pool._idle[0].conn.connected
         runner.run(pool.close())
     sys.stdout.flush()
+
+
+async def test_release_when_the_only_waiter_just_left_keeps_one_idle_entry(
+    server: FakeServer,
+) -> None:
+    """A released connection must not land in the idle stack twice (two borrowers)."""
+    async with fake_pool(server, min_size=1, max_size=1) as pool:
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0)  # the waiter is queued
+        waiter.cancel()  # its future is cancelled; its task has not run yet
+        await pool.release(held)  # no live waiter: the connection goes idle, once
+        assert len(pool._idle) == 1
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        a = await pool.acquire()
+        b_task = asyncio.create_task(pool.acquire(timeout=0.05))
+        with pytest.raises(PoolTimeout):
+            await b_task
+        await pool.release(a)
+        check_invariants(pool, server)
