@@ -31,7 +31,7 @@ test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/python -m aiopool.testing run -- $(BIN)/python examples/quickstart.py
+	$(BIN)/python -m aiopool.testing run -- $(BIN)/python examples/demo.py
 
 $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
