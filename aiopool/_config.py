@@ -8,10 +8,12 @@ naming the argument.  The password is kept out of every ``repr`` and message.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._tls import TlsSettings, tls_from_options
 
 __all__ = ["ConnectOptions", "PoolLimits", "parse_url", "redact_url"]
 
@@ -25,7 +27,19 @@ _INT_OPTIONS = frozenset({"max_allowed_packet", "stmt_cache_size", "local_infile
 _FLOAT_OPTIONS = frozenset({"connect_timeout", "read_timeout"})
 _BOOL_OPTIONS = frozenset({"autocommit", "binary_prefix", "use_unicode"})
 _STR_OPTIONS = frozenset(
-    {"charset", "unix_socket", "init_command", "sql_mode", "program_name", "user", "password"}
+    {
+        "charset",
+        "unix_socket",
+        "init_command",
+        "sql_mode",
+        "program_name",
+        "user",
+        "password",
+        "ssl_mode",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+    }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -197,12 +211,19 @@ class PoolLimits:
         )
 
 
+PasswordSource = Callable[[], "str | Awaitable[str]"]
+"""A callable (sync or async) asked for the password before every new connection."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
-    """Keyword arguments for ``asyncmy.connect`` plus our own connect timeout."""
+    """Keyword arguments for ``asyncmy.connect`` plus our own connect settings."""
 
     kwargs: Mapping[str, Any] = field(repr=False)
     connect_timeout: float
+    tls: TlsSettings = field(repr=False)
+    # For rotating credentials (cloud IAM tokens): called for every new connection.
+    password_source: PasswordSource | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, url: str | None, overrides: Mapping[str, Any]) -> ConnectOptions:
@@ -225,7 +246,17 @@ class ConnectOptions:
         )
         # asyncmy uses it for the TCP connect only; we bound the whole login with it too.
         merged["connect_timeout"] = timeout
-        return cls(kwargs=merged, connect_timeout=timeout)
+        tls = tls_from_options(merged)
+        password = merged.get("password")
+        source: PasswordSource | None = None
+        if callable(password):
+            source = merged.pop("password")
+        elif password is not None and not isinstance(password, str | bytes):
+            raise ValueError(
+                "password must be a string or a callable returning one, "
+                f"got {type(password).__name__}"
+            )
+        return cls(kwargs=merged, connect_timeout=timeout, tls=tls, password_source=source)
 
     @property
     def address(self) -> str:

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 from types import ModuleType
 
 from ._protocols import Connection
+from .errors import PoolError
 
 __all__ = [
     "close_hard",
@@ -21,8 +23,11 @@ __all__ = [
     "errno_of",
     "is_broken",
     "is_connection_error",
+    "is_encrypted",
     "is_fatal_connect_error",
     "is_idle_clean",
+    "is_server_refusal",
+    "is_tls_failure",
 ]
 
 logger = logging.getLogger("aiopool")
@@ -91,8 +96,34 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
     """Whether an error from opening a connection will happen again on retry."""
     if isinstance(exc, _mysql_errors().MySQLError):
         return errno_of(exc) in FATAL_CONNECT_ERRNOS
-    # Wrong keyword arguments and the like are programming errors.
-    return isinstance(exc, TypeError | ValueError | AttributeError)
+    # TLS refused or not verifiable, the pool's own refusals (an unencrypted
+    # connection where encryption is required), and programming errors such
+    # as wrong keyword arguments: retrying changes nothing.
+    return isinstance(exc, ssl.SSLError | PoolError | TypeError | ValueError | AttributeError)
+
+
+def is_server_refusal(exc: BaseException) -> bool:
+    """An error the server itself sent (access denied, unknown database...)."""
+    errno = errno_of(exc)
+    return errno is not None and 1000 <= errno < 2000
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """Whether opening failed in the TLS handshake (asyncmy reports it as error 2003)."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # the chain of causes is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or "[SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def is_encrypted(conn: Connection) -> bool:
+    """Whether the connection's transport runs TLS (no round trip)."""
+    transport = getattr(conn, "_transport", None)
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
 
 
 def close_hard(conn: Connection) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import os
@@ -46,7 +47,10 @@ from ._health import (
     has_pending_result,
     is_broken,
     is_connection_error,
+    is_encrypted,
     is_fatal_connect_error,
+    is_server_refusal,
+    is_tls_failure,
 )
 from ._leaks import capture_origin, describe_origin
 from ._maintenance import run_maintenance
@@ -808,7 +812,7 @@ class AsyncConnectionPool:
         timeout = self._options.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                conn = await self._factory(**self._options.kwargs)
+                conn = await self._open_connection()
         except TimeoutError:
             raise TimeoutError(
                 f"connecting to {self._options.address} took longer than "
@@ -834,6 +838,43 @@ class AsyncConnectionPool:
         slot.fresh_until = min(now + self._check_after, slot.expires_at)
         logger.debug("pool %r: opened connection %d", self.name, _thread_id(conn))
         return slot
+
+    async def _open_connection(self) -> Connection:
+        """One connection, with a fresh password and the TLS mode's rules applied."""
+        options = self._options
+        kwargs = options.kwargs
+        if options.password_source is not None:
+            password = options.password_source()
+            if inspect.isawaitable(password):
+                password = await password
+            kwargs = {**kwargs, "password": password}
+        tls = options.tls
+        try:
+            conn = await self._factory(**kwargs)
+        except Exception as exc:
+            if tls.context is not None and not tls.fallback_to_plain and is_tls_failure(exc):
+                # Retrying cannot fix a certificate or a server without TLS.
+                raise PoolError(
+                    f"TLS with {options.address} failed (ssl_mode={tls.mode.value}): "
+                    f"{_describe(exc)}"
+                ) from exc
+            if not tls.fallback_to_plain or is_server_refusal(exc):
+                raise
+            # ssl_mode=PREFERRED: this server cannot do TLS; plain text it is.
+            logger.debug(
+                "pool %r: TLS failed (%s); PREFERRED falls back to plain text",
+                self.name,
+                _describe(exc),
+            )
+            plain = {key: value for key, value in kwargs.items() if key != "ssl"}
+            return await self._factory(**plain)
+        if tls.must_encrypt and not is_encrypted(conn):
+            close_hard(conn)
+            raise PoolError(
+                f"ssl_mode={tls.mode.value} but the connection to {options.address} is not "
+                "encrypted; refusing to use it"
+            )
+        return conn
 
     def _connect_failed(self, exc: BaseException) -> float:
         now = monotonic()
