@@ -8,6 +8,7 @@ naming the argument.  The password is kept out of every ``repr`` and message.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,17 +75,26 @@ def _convert_option(name: str, text: str) -> Any:
     raise ValueError(f"unknown URL option {name!r}; known options: {', '.join(known)}")
 
 
+_QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&;#]*")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+    """Return ``url`` with any password replaced by ``***``.
+
+    Works on the raw text, not on ``urlsplit``: a password pasted without
+    percent-escapes (``/``, ``#``, ``@`` in it) or a URL without a scheme must
+    not leak either.  Everything between the scheme and the last ``@`` is
+    user information; a ``password=`` query option is redacted too.
+    """
+    text = str(url)
+    start = text.find("://")
+    start = 0 if start < 0 else start + 3
+    at = text.rfind("@")
+    if at >= start:
+        user, colon, _ = text[start:at].partition(":")
+        if colon:
+            text = f"{text[:start]}{user}:***{text[at:]}"
+    return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
 def parse_url(url: str) -> dict[str, Any]:

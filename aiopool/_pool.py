@@ -25,35 +25,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
-import logging
 import math
 import os
-import random
-import warnings
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, Self
 
 from ._backoff import Backoff
+from ._base import (
+    _CLOSED,
+    _CLOSING,
+    _FORKED,
+    _MIN_CHECK_BUDGET,
+    _NEW,
+    _OPEN,
+    _check_timeout,
+    _describe,
+    _drop_socket,
+    logger,
+)
 from ._config import ConnectOptions, PoolLimits
+from ._context import ConnectionContext
 from ._health import (
-    close_hard,
-    close_politely,
     has_pending_result,
     is_broken,
     is_connection_error,
-    is_encrypted,
-    is_fatal_connect_error,
-    is_server_refusal,
-    is_tls_failure,
 )
-from ._leaks import capture_origin, describe_origin
-from ._maintenance import run_maintenance
+from ._leaks import capture_origin
+from ._maintenance import Maintenance, run_maintenance
+from ._opening import _default_factory
 from ._protocols import Connection, ConnectionCallback, ConnectionFactory
 from ._reset import baseline_sql, reset_session
 from ._slot import Slot
@@ -61,24 +64,7 @@ from ._stats import Counters, PoolStats
 from ._waiters import Waiter, WaitQueue, expire_waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
 
-__all__ = ["AsyncConnectionPool"]
-
-logger = logging.getLogger("aiopool")
-
-_NEW: Final = "new"
-_OPEN: Final = "open"
-_CLOSING: Final = "closing"
-_CLOSED: Final = "closed"
-_FORKED: Final = "forked"
-
-# How long closing one connection politely (COM_QUIT) may take before the
-# socket is simply dropped.
-_QUIT_TIMEOUT = 1.0
-# How far below max_lifetime a connection may retire, so a batch opened
-# together does not expire together.
-_LIFETIME_JITTER = 0.05
-# The least time a hand-out check (ping) gets, even past the caller's deadline.
-_MIN_CHECK_BUDGET = 0.5
+__all__ = ["AsyncConnectionPool", "ConnectionContext"]
 
 _open_pools: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
 
@@ -91,29 +77,7 @@ def _forget_pools_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
-async def _default_factory(**kwargs: Any) -> Connection:
-    import asyncmy
-
-    # asyncmy's own stubs describe a narrower Connection than our Protocol.
-    return cast(Connection, await asyncmy.connect(**kwargs))
-
-
-def _check_timeout(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
-    return float(value)
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "none"
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
-
-
-class AsyncConnectionPool:
+class AsyncConnectionPool(Maintenance):
     """A pool of asyncmy connections to one MySQL or MariaDB server.
 
     ``url`` is a ``mysql://`` or ``mariadb://`` URL; keyword arguments not
@@ -747,271 +711,6 @@ class AsyncConnectionPool:
 
     # ------------------------------------------------------------------ opening and closing
 
-    def _grow(self) -> None:
-        """Start openers for missing ``min_size`` connections and for waiters."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        lim = self._limits
-        room = lim.max_size - self._size
-        if room <= 0:
-            return
-        wanted = max(lim.min_size - self._size, len(self._waiters) - self._opening)
-        if self._backoff.failing:
-            # One opener probes a failing server; the rest follow its success.
-            wanted = min(wanted, 1 - self._opening)
-        for _ in range(min(room, wanted)):
-            self._size += 1
-            self._opening += 1
-            opener = _Opener()
-            task = loop.create_task(self._open_one(self._generation, opener))
-            self._openers.add(task)
-            task.add_done_callback(functools.partial(self._opener_done, opener=opener))
-
-    def _opener_done(self, task: asyncio.Task[None], *, opener: _Opener) -> None:
-        # A done-callback, not a finally: it also runs for an opener cancelled
-        # before its first step (close() right after open()).
-        self._openers.discard(task)
-        if not opener.settled:
-            self._opening -= 1
-            self._size -= 1
-            self._grow()
-
-    def _still_needed(self) -> bool:
-        # Called by an opener that failed: keep trying while requests wait or
-        # the pool is below min_size (counting this opener's own place).
-        return bool(self._waiters) or self._size - self._opening < self._limits.min_size
-
-    async def _open_one(self, generation: int, opener: _Opener) -> None:
-        """Open one connection for the pool and hand it over (settling ``opener``)."""
-        while self._state == _OPEN:
-            try:
-                slot = await self._connect(generation)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = self._connect_failed(exc)
-                # While failing, one opener keeps probing; the others step back.
-                if self._opening > 1 or not self._still_needed():
-                    return
-                await self._notify()
-                await asyncio.sleep(delay)
-                continue
-            self._connect_succeeded()
-            self._opening -= 1
-            opener.settled = True
-            if generation != self._generation:
-                self._discard(slot, polite=True)  # drained while it was being opened
-            else:
-                self._put_back(slot)
-            await self._notify()
-            return
-
-    async def _connect(self, generation: int) -> Slot:
-        start = monotonic()
-        timeout = self._options.connect_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                conn = await self._open_connection()
-        except TimeoutError:
-            raise TimeoutError(
-                f"connecting to {self._options.address} took longer than "
-                f"connect_timeout={timeout:g} s (TCP connect and login)"
-            ) from None
-        try:
-            if self._configure is not None:
-                async with asyncio.timeout(timeout):
-                    await self._configure(conn)
-                if conn.get_transaction_status():
-                    raise PoolError(
-                        "the configure callback left a transaction open; "
-                        "commit it (await conn.commit()) at the end of configure"
-                    )
-        except BaseException:
-            close_hard(conn)
-            raise
-        now = monotonic()
-        self._counters.connections_num += 1
-        self._counters.connections_ms += (now - start) * 1000.0
-        lifetime = self._limits.max_lifetime * (1.0 - _LIFETIME_JITTER * random.random())
-        slot = Slot(conn, now, now + lifetime, generation, self._collected)
-        slot.fresh_until = min(now + self._check_after, slot.expires_at)
-        logger.debug("pool %r: opened connection %d", self.name, _thread_id(conn))
-        return slot
-
-    async def _open_connection(self) -> Connection:
-        """One connection, with a fresh password and the TLS mode's rules applied."""
-        options = self._options
-        kwargs = options.kwargs
-        if options.password_source is not None:
-            password = options.password_source()
-            if inspect.isawaitable(password):
-                password = await password
-            kwargs = {**kwargs, "password": password}
-        tls = options.tls
-        try:
-            conn = await self._factory(**kwargs)
-        except Exception as exc:
-            if tls.context is not None and not tls.fallback_to_plain and is_tls_failure(exc):
-                # Retrying cannot fix a certificate or a server without TLS.
-                raise PoolError(
-                    f"TLS with {options.address} failed (ssl_mode={tls.mode.value}): "
-                    f"{_describe(exc)}"
-                ) from exc
-            if not tls.fallback_to_plain or is_server_refusal(exc):
-                raise
-            # ssl_mode=PREFERRED: this server cannot do TLS; plain text it is.
-            logger.debug(
-                "pool %r: TLS failed (%s); PREFERRED falls back to plain text",
-                self.name,
-                _describe(exc),
-            )
-            plain = {key: value for key, value in kwargs.items() if key != "ssl"}
-            return await self._factory(**plain)
-        if tls.must_encrypt and not is_encrypted(conn):
-            close_hard(conn)
-            raise PoolError(
-                f"ssl_mode={tls.mode.value} but the connection to {options.address} is not "
-                "encrypted; refusing to use it"
-            )
-        return conn
-
-    def _connect_failed(self, exc: BaseException) -> float:
-        now = monotonic()
-        first = not self._backoff.failing
-        delay = self._backoff.failed(now)
-        changed = _describe(exc) != _describe(self._last_error)
-        self._last_error = exc
-        self._counters.connections_errors += 1
-        if is_fatal_connect_error(exc):
-            self._fatal_error = exc
-        if first or changed:
-            logger.warning(
-                "pool %r: opening a connection to %s failed: %s",
-                self.name,
-                self._options.address,
-                _describe(exc),
-            )
-        else:
-            logger.debug("pool %r: still failing to connect: %s", self.name, _describe(exc))
-        self._maybe_report_outage(now)
-        return delay
-
-    def _maybe_report_outage(self, now: float) -> None:
-        since = self._backoff.failing_since
-        if since is None or self._backoff.reported or now - since < self._reconnect_timeout:
-            return
-        self._backoff.reported = True
-        logger.error(
-            "pool %r: could not open connections for %.0f s: %s",
-            self.name,
-            now - since,
-            _describe(self._last_error),
-        )
-        if self._reconnect_failed is not None and self._opened_loop is not None:
-            self._track(self._opened_loop.create_task(self._call_reconnect_failed()))
-
-    async def _call_reconnect_failed(self) -> None:
-        assert self._reconnect_failed is not None
-        try:
-            result = self._reconnect_failed(self)
-            if result is not None:
-                await result
-        except Exception:
-            logger.exception("pool %r: reconnect_failed callback raised", self.name)
-
-    def _connect_succeeded(self) -> None:
-        if self._backoff.failing:
-            logger.info("pool %r: connecting works again", self.name)
-        self._backoff.succeeded()
-        self._fatal_error = None
-
-    def _discard(self, slot: Slot, *, polite: bool) -> None:
-        """Close a slot the caller already took out of idle/lent, then refill."""
-        self._lent.pop(slot.key, None)
-        if polite and slot.conn is not None and not is_broken(slot.conn):
-            self._spawn_close(slot)
-        else:
-            self._finish_close(slot)
-
-    def _spawn_close(self, slot: Slot) -> asyncio.Task[None] | None:
-        """Close ``slot`` politely in a pool task; its socket is dropped even if cancelled."""
-        loop = self._opened_loop
-        if loop is None or loop.is_closed():
-            self._finish_close(slot)
-            return None
-        slot.closing = True
-        return self._spawn(self._close_slot(slot), slot, closes=True)
-
-    async def _close_all(self, slots: list[Slot]) -> None:
-        """Close slots concurrently; cancelling the caller does not stop the closing."""
-        tasks = [t for t in map(self._spawn_close, slots) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks)
-
-    def _spawn(
-        self, coro: Coroutine[Any, Any, Any], slot: Slot, *, closes: bool = False
-    ) -> asyncio.Task[Any]:
-        """Run pool work that owns ``slot``; if it ends without settling it, close it.
-
-        The settling is a done-callback, not a ``finally``: it also runs for a
-        task cancelled before its first step (close() right after open()).
-        """
-        loop = self._opened_loop
-        assert loop is not None
-        task = loop.create_task(coro)
-        self._track(task)
-        settle = self._finish_close if closes else self._reclaim
-        task.add_done_callback(lambda _task: settle(slot))
-        return task
-
-    def _reclaim(self, slot: Slot) -> None:
-        # The task that owned the slot ended: if the slot is in no list and no
-        # close task owns it now, the task was cut short: close it here.
-        if slot.closed or slot.closing or slot in self._idle or self._lent.get(slot.key) is slot:
-            return
-        self._finish_close(slot)
-
-    def _finish_close(self, slot: Slot) -> None:
-        """Drop the slot's socket and its place in the pool; safe to call twice."""
-        if slot.closed:
-            return
-        slot.closed = True
-        _drop_socket(slot)
-        self._size -= 1
-        self._grow()
-
-    def _collected(self, slot: Slot) -> None:
-        """Weakref callback: a connection was garbage-collected; was it lent out?"""
-        if self._lent.get(slot.key) is not slot:
-            return  # closed and dropped by the pool itself
-        del self._lent[slot.key]
-        self._counters.returns_bad += 1
-        warnings.warn(
-            f"aiopool: a connection from pool {self.name!r} was garbage-collected without "
-            f"being returned; the pool closed it{describe_origin(slot.origin)}",
-            ResourceWarning,
-            stacklevel=2,
-        )
-        self._finish_close(slot)
-
-    async def _close_slot(self, slot: Slot, *, polite: bool = True) -> None:
-        try:
-            if polite and slot.conn is not None and not slot.closed:
-                await close_politely(slot.conn, _QUIT_TIMEOUT)
-        finally:
-            self._finish_close(slot)
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _notify(self) -> None:
-        cond = self._cond
-        if cond is not None:
-            async with cond:
-                cond.notify_all()
-
     # ------------------------------------------------------------------ context manager
 
     def connection(self, timeout: float | None = None) -> ConnectionContext:
@@ -1120,153 +819,3 @@ class AsyncConnectionPool:
         )
 
     # ------------------------------------------------------------------ maintenance hooks
-
-    def _maintenance_interval(self) -> float:
-        lim = self._limits
-        shortest = min(
-            lim.max_lifetime,
-            lim.max_idle,
-            lim.keepalive or math.inf,
-            self._leak_threshold or math.inf,
-        )
-        return min(1.0, max(0.01, shortest / 4))
-
-    async def _maintain(self) -> None:
-        """One maintenance round: retire, shrink, keep alive, refill."""
-        if self._state != _OPEN:
-            return
-        now = monotonic()
-        retire, ping = self._plan_maintenance(now)
-        # Pool tasks, awaited with wait(): close() cancelling this round must
-        # not strand the slots taken out of the idle stack.
-        jobs = [t for t in map(self._spawn_close, retire) if t is not None]
-        jobs.extend(self._spawn(self._keepalive(slot), slot) for slot in ping)
-        if jobs:
-            await asyncio.wait(jobs)
-        self._grow()
-        if self._backoff.failing:
-            self._maybe_report_outage(now)
-        if self._leak_threshold is not None:
-            self._report_long_loans(now, self._leak_threshold)
-
-    def _report_long_loans(self, now: float, threshold: float) -> None:
-        for slot in self._lent.values():
-            if not slot.warned and now - slot.lent_at >= threshold:
-                slot.warned = True
-                logger.warning(
-                    "pool %r: a connection has been checked out for %.1f s "
-                    "(leak_threshold=%g s); possible leak%s",
-                    self.name,
-                    now - slot.lent_at,
-                    threshold,
-                    describe_origin(slot.origin),
-                )
-
-    def _plan_maintenance(self, now: float) -> tuple[list[Slot], list[Slot]]:
-        """Take out of the idle stack the slots to retire and the ones to ping."""
-        lim = self._limits
-        keepalive = lim.keepalive
-        retire: list[Slot] = []
-        ping: list[Slot] = []
-        keep: deque[Slot] = deque()
-        surplus = self._size - lim.min_size
-        # Oldest-used first (the stack's bottom), so shrinking closes the
-        # connections that were least needed.
-        for slot in self._idle:
-            worn_out = now >= slot.expires_at or slot.generation != self._generation
-            unneeded = surplus > 0 and now - slot.idle_since >= lim.max_idle
-            if worn_out or unneeded:
-                retire.append(slot)
-                surplus -= 1
-            elif is_broken(slot.conn):  # type: ignore[arg-type]
-                ping.append(slot)  # seen dead already: _keepalive drops it, no round trip
-            elif keepalive is not None and now - slot.idle_since >= keepalive:
-                ping.append(slot)
-            else:
-                keep.append(slot)
-        self._idle = keep
-        return retire, ping
-
-    async def _keepalive(self, slot: Slot) -> None:
-        conn = slot.conn
-        assert conn is not None
-        try:
-            if is_broken(conn):
-                raise ConnectionError("the server closed the connection")
-            async with asyncio.timeout(self._options.connect_timeout):
-                await conn.ping(reconnect=False)
-        except Exception as exc:
-            logger.info("pool %r: idle connection lost (%s)", self.name, _describe(exc))
-            self._counters.connections_lost += 1
-            await self._close_slot(slot, polite=False)
-            return
-        now = monotonic()
-        slot.idle_since = now
-        slot.fresh_until = min(now + self._check_after, slot.expires_at)
-        if self._state == _OPEN:
-            self._put_back(slot)
-        else:
-            await self._close_slot(slot)
-
-
-class _Opener:
-    """Whether an opener task handed its place over (else its done-callback frees it)."""
-
-    __slots__ = ("settled",)
-
-    def __init__(self) -> None:
-        self.settled = False
-
-
-def _drop_socket(slot: Slot) -> None:
-    """Close a slot's connection at once, even if its borrower let it be collected."""
-    conn = slot.conn if slot.conn is not None else slot.ref()
-    if conn is not None:
-        close_hard(conn)
-    elif slot.transport is not None:
-        with contextlib.suppress(Exception):  # the loop may be closed already
-            slot.transport.close()
-
-
-def _thread_id(conn: Connection) -> int:
-    try:
-        return conn.thread_id()
-    except Exception:
-        return -1
-
-
-class ConnectionContext:
-    """What ``pool.connection()`` returns: an async context manager for one loan."""
-
-    __slots__ = ("_conn", "_lease", "_pool", "_timeout")
-
-    def __init__(self, pool: AsyncConnectionPool, timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._conn: Connection | None = None
-        self._lease = 0.0
-
-    async def __aenter__(self) -> Connection:
-        pool = self._pool
-        conn = await pool.acquire(self._timeout)
-        self._conn = conn
-        # The loan's start time identifies it: a later loan of the same slot differs.
-        self._lease = pool._lent[id(conn)].lent_at
-        return conn
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
-        if exc is None and conn.get_transaction_status():
-            try:
-                await conn.commit()
-            except BaseException as commit_error:
-                await self._pool._release_lease(conn, self._lease, commit_error)
-                raise
-        await self._pool._release_lease(conn, self._lease, exc)

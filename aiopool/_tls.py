@@ -10,6 +10,7 @@ text; the pool also checks the transport after connecting.
 from __future__ import annotations
 
 import enum
+import os
 import ssl
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ def _parse_mode(value: object) -> SslMode:
 
 
 def _readable(option: str, path: object) -> str:
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
     if not isinstance(path, str) or not path:
         raise ValueError(f"{option} must be a file path, got {path!r}")
     try:
