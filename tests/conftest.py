@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
 
 from aiopool.testing import DatabaseNotFound, PrivateMariaDB, find_database
+from tests.support.realdb import ScratchDatabase
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,20 @@ def database_url() -> Iterator[str]:
         pytest.fail(str(exc), pytrace=False)
     with handle:
         yield handle.url
+
+
+@pytest.fixture
+async def scratch(database_url: str) -> AsyncIterator[ScratchDatabase]:
+    """A database of the test's own on the shared server, dropped afterwards.
+
+    Its sessions can be counted by name in PROCESSLIST, whatever else uses the server.
+    """
+    db = ScratchDatabase(database_url)
+    await db.create()
+    try:
+        yield db
+    finally:
+        await db.drop()
 
 
 @pytest.fixture

@@ -41,16 +41,6 @@ REFUSED = re.compile(r"Can.t connect|refused", re.IGNORECASE)
 
 
 @pytest.fixture
-async def scratch(database_url: str) -> AsyncIterator[ScratchDatabase]:
-    db = ScratchDatabase(database_url)
-    await db.create()
-    try:
-        yield db
-    finally:
-        await db.drop()
-
-
-@pytest.fixture
 async def private_scratch(private_server: PrivateMariaDB) -> ScratchDatabase:
     # Dropped with the private server's datadir.
     db = ScratchDatabase(private_server.url)

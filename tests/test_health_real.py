@@ -5,23 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import AsyncIterator
 
 import asyncmy
 import pytest
 
 from aiopool import AsyncConnectionPool
 from tests.support.realdb import ConnectionWatcher, ScratchDatabase
-
-
-@pytest.fixture
-async def scratch(database_url: str) -> AsyncIterator[ScratchDatabase]:
-    db = ScratchDatabase(database_url)
-    await db.create()
-    try:
-        yield db
-    finally:
-        await db.drop()
 
 
 async def fetch(conn: asyncmy.Connection, sql: str) -> tuple[object, ...]:

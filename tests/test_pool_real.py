@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import asyncmy
 import pytest
@@ -12,16 +11,6 @@ from asyncmy import errors as mysql_errors
 
 from aiopool import AsyncConnectionPool, PoolTimeout
 from tests.support.realdb import ConnectionWatcher, ScratchDatabase, connect_kwargs, execute
-
-
-@pytest.fixture
-async def scratch(database_url: str) -> AsyncIterator[ScratchDatabase]:
-    db = ScratchDatabase(database_url)
-    await db.create()
-    try:
-        yield db
-    finally:
-        await db.drop()
 
 
 async def scalar(conn: object, sql: str) -> object:
