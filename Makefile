@@ -26,8 +26,11 @@ lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy --strict $(TYPED_PATHS)
 
-# pytest finds (or starts) its database itself: see tests/conftest.py.
+# pytest finds (or starts) its database itself: see tests/conftest.py. The cluster
+# tests need Galera's Debian packages: installed here when missing (a failure is
+# reported, and those tests then say why they cannot run).
 test: lint
+	-$(BIN)/python -m aiopool.testing._cluster ensure-galera
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv
