@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from ._cluster import ClusterConnection, ClusterPool
+from ._cluster_node import NodeInfo
+from ._cluster_probe import NodeRole, NodeState, NodeStatus, Probe, read_node_status
 from ._null_pool import NullConnectionPool
 from ._pool import AsyncConnectionPool, ConnectionContext
 from ._protocols import Connection
@@ -16,15 +19,23 @@ from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEv
 
 __all__ = [
     "AsyncConnectionPool",
+    "ClusterConnection",
+    "ClusterPool",
     "Connection",
     "ConnectionContext",
+    "NodeInfo",
+    "NodeRole",
+    "NodeState",
+    "NodeStatus",
     "NullConnectionPool",
     "PoolClosed",
     "PoolError",
     "PoolStats",
     "PoolTimeout",
+    "Probe",
     "TooManyRequests",
     "WrongEventLoop",
+    "read_node_status",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,590 @@
+"""ClusterPool routing, driven by fake node servers and a scripted probe (no real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from time import monotonic
+from typing import Any
+
+import pytest
+from asyncmy import errors as mysql_errors
+
+from aiopool import PoolClosed, PoolTimeout
+from aiopool._cluster import ClusterPool
+from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, classify
+from aiopool._cluster_url import split_cluster_url
+from tests.support.fakes import FakeConnection, FakeServer
+
+HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+URL = "mysql://app:secret@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/shop"
+
+
+class FakeCursor:
+    """Answers the two statements the cluster itself sends on user connections."""
+
+    def __init__(self, conn: FakeConnection, node: FakeNode) -> None:
+        self.conn = conn
+        self.node = node
+        self.row: tuple[Any, ...] | None = None
+
+    async def __aenter__(self) -> FakeCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self.node.statements.append((sql, args))
+        if sql.startswith("SELECT MASTER_GTID_WAIT"):
+            await self.conn.query(min(self.node.catch_up_after, args[1]), begin=False)
+            self.row = (0 if self.node.catch_up_after <= args[1] else -1,)
+        elif sql == "SELECT @@last_gtid, @@wsrep_on":
+            await self.conn.query(begin=False)
+            wsrep = isinstance(self.node.status, NodeStatus) and self.node.status.wsrep_on
+            self.row = ("" if wsrep else self.node.last_gtid, int(wsrep))
+        elif sql == "SELECT WSREP_LAST_WRITTEN_GTID()":
+            await self.conn.query(begin=False)
+            self.row = (self.node.last_gtid.encode(),)
+        elif sql == "SET STATEMENT wsrep_sync_wait = 1 FOR SELECT 1":
+            await self.conn.query(self.node.catch_up_after, begin=False)
+            self.row = (1,)
+        else:
+            raise AssertionError(f"unexpected statement {sql!r}")
+
+    async def fetchone(self) -> tuple[Any, ...] | None:
+        return self.row
+
+
+class FakeNode(FakeServer):
+    """One node: a fake server plus what its probe reports."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+        self.status: NodeStatus | BaseException = NodeStatus.primary()
+        self.probe_delay = 0.0
+        self.probes = 0
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.catch_up_after = 0.0  # seconds MASTER_GTID_WAIT takes to succeed
+        self.last_gtid = ""
+
+    async def connect(self, **kwargs: Any) -> FakeConnection:
+        conn = await super().connect(**kwargs)
+        conn.cursor = lambda *a: FakeCursor(conn, self)  # type: ignore[method-assign]
+        return conn
+
+
+class FakeCluster:
+    """Three fake nodes; ``connect`` dispatches on the host, ``probe`` reads the script."""
+
+    def __init__(self) -> None:
+        self.nodes = {host: FakeNode(host) for host in HOSTS}
+
+    def __getitem__(self, host: str) -> FakeNode:
+        return self.nodes[host]
+
+    async def connect(self, **kwargs: Any) -> FakeConnection:
+        return await self.nodes[kwargs["host"]].connect(**kwargs)
+
+    async def probe(self, conn: Any) -> NodeStatus:
+        node = conn.server
+        assert isinstance(node, FakeNode)
+        node.probes += 1
+        await asyncio.sleep(node.probe_delay)
+        if isinstance(node.status, BaseException):
+            raise node.status
+        return node.status
+
+    def script(self, *statuses: NodeStatus | BaseException) -> None:
+        for host, status in zip(HOSTS, statuses, strict=True):
+            self.nodes[host].status = status
+
+    def replication(self, lag1: float = 0.0, lag2: float = 0.0) -> None:
+        self.script(NodeStatus.primary(), NodeStatus.replica(lag1), NodeStatus.replica(lag2))
+
+
+def make_cluster(fake: FakeCluster, **kwargs: Any) -> ClusterPool:
+    kwargs.setdefault("refresh_interval", 0.05)
+    kwargs.setdefault("timeout", 2.0)
+    kwargs.setdefault("max_size", 4)
+    return ClusterPool(URL, connection_factory=fake.connect, probe=fake.probe, **kwargs)
+
+
+@pytest.fixture
+def fake() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.replication()
+    return cluster
+
+
+@pytest.fixture
+async def cluster(fake: FakeCluster) -> AsyncIterator[ClusterPool]:
+    async with make_cluster(fake) as pool:
+        yield pool
+
+
+async def host_of(cluster: ClusterPool, readonly: bool = False, **kw: Any) -> str:
+    async with cluster.connection(readonly, **kw) as conn:
+        host: str = conn.server.host
+        return host
+
+
+def states(cluster: ClusterPool) -> dict[str, tuple[NodeRole, NodeState]]:
+    return {n.address.split(":")[0]: (n.role, n.state) for n in cluster.topology()}
+
+
+async def until(predicate: Any, timeout: float = 2.0) -> None:
+    deadline = monotonic() + timeout
+    while not predicate():
+        assert monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+# ---------------------------------------------------------------- routing
+
+
+async def test_writes_go_to_the_primary_and_reads_spread_over_replicas(
+    cluster: ClusterPool,
+) -> None:
+    assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.1"}
+    reads = Counter([await host_of(cluster, readonly=True) for _ in range(40)])
+    assert set(reads) == {"10.0.0.2", "10.0.0.3"}, reads
+    assert abs(reads["10.0.0.2"] - reads["10.0.0.3"]) <= 2, reads
+
+
+async def test_concurrent_reads_go_to_the_least_busy_replica(cluster: ClusterPool) -> None:
+    async with cluster.connection(readonly=True) as first:
+        async with cluster.connection(readonly=True) as second:
+            async with cluster.connection(readonly=True) as third:
+                hosts = [c.server.host for c in (first, second, third)]
+    assert hosts[0] != hosts[1], "the second read goes to the idle replica"
+    assert "10.0.0.1" not in hosts
+
+
+async def test_lagging_and_stopped_replicas_get_no_reads(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    fake["10.0.0.2"].status = NodeStatus.replica(lag=30.0)
+    await cluster.refresh()
+    assert states(cluster)["10.0.0.2"] == (NodeRole.REPLICA, NodeState.LAGGING)
+    assert {await host_of(cluster, True) for _ in range(10)} == {"10.0.0.3"}
+    fake["10.0.0.2"].status = NodeStatus.replica(lag=1.0)
+    fake["10.0.0.3"].status = NodeStatus.replica(lag=None, running=False)
+    await cluster.refresh()
+    assert states(cluster)["10.0.0.3"] == (NodeRole.REPLICA, NodeState.STOPPED)
+    assert {await host_of(cluster, True) for _ in range(10)} == {"10.0.0.2"}
+    info = {n.address: n for n in cluster.topology()}
+    assert info["10.0.0.2:3306"].lag == 1.0
+    assert info["10.0.0.3:3306"].detail == "replication is not running"
+
+
+async def test_reads_fall_back_to_the_primary_when_no_replica_is_healthy(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    fake.replication(lag1=60.0, lag2=60.0)
+    await cluster.refresh()
+    assert {await host_of(cluster, True) for _ in range(5)} == {"10.0.0.1"}
+    fake.replication()
+    await cluster.refresh()
+    assert "10.0.0.1" not in {await host_of(cluster, True) for _ in range(5)}
+
+
+async def test_max_replica_lag_none_ignores_lag(fake: FakeCluster) -> None:
+    fake.replication(lag1=3600.0)
+    async with make_cluster(fake, max_replica_lag=None) as cluster:
+        assert "10.0.0.2" in {await host_of(cluster, True) for _ in range(6)}
+
+
+async def test_galera_spreads_over_synced_nodes_least_busy_first(fake: FakeCluster) -> None:
+    fake.script(NodeStatus.galera(), NodeStatus.galera(), NodeStatus.galera())
+    async with make_cluster(fake) as cluster:
+        assert all(n.role is NodeRole.GALERA and n.writable for n in cluster.topology())
+        writes = Counter([await host_of(cluster) for _ in range(30)])
+        assert writes == Counter({h: 10 for h in HOSTS}), writes
+        async with cluster.connection() as a, cluster.connection() as b:
+            async with cluster.connection(readonly=True) as c:
+                assert len({a.server.host, b.server.host, c.server.host}) == 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        NodeStatus.galera(cluster_status="non-Primary", local_state=0, ready=False),
+        NodeStatus.galera(local_state=2),  # Donor/Desynced
+        NodeStatus.galera(ready=False),
+    ],
+    ids=["non-primary", "desynced", "not-ready"],
+)
+async def test_galera_node_leaves_until_synced_again(fake: FakeCluster, bad: NodeStatus) -> None:
+    fake.script(NodeStatus.galera(), NodeStatus.galera(), NodeStatus.galera())
+    async with make_cluster(fake) as cluster:
+        fake["10.0.0.2"].status = bad
+        await cluster.refresh()
+        assert states(cluster)["10.0.0.2"] == (NodeRole.GALERA, NodeState.NOT_SYNCED)
+        hosts = {await host_of(cluster, ro) for ro in (False, True) * 10}
+        assert hosts == {"10.0.0.1", "10.0.0.3"}
+        fake["10.0.0.2"].status = NodeStatus.galera()
+        await cluster.refresh()
+        assert "10.0.0.2" in {await host_of(cluster) for _ in range(6)}
+
+
+async def test_two_writable_primaries_keep_writes_on_the_first(
+    fake: FakeCluster, cluster: ClusterPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake["10.0.0.3"].status = NodeStatus.primary()
+    with caplog.at_level(logging.WARNING, "aiopool"):
+        await cluster.refresh()
+    assert "2 writable primaries" in caplog.text
+    assert {await host_of(cluster) for _ in range(6)} == {"10.0.0.1"}
+    assert {await host_of(cluster, True) for _ in range(6)} == {"10.0.0.2"}
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("errno", [1290, 1792, 1036, 1047])
+async def test_wrong_node_error_marks_for_refresh_and_is_raised(
+    fake: FakeCluster, errno: int
+) -> None:
+    async with make_cluster(fake, refresh_interval=60.0) as cluster:
+        probes = fake["10.0.0.1"].probes
+        # An operator swapped the roles; the cluster has not looked yet.
+        fake.script(NodeStatus.replica(), NodeStatus.primary(), NodeStatus.replica())
+        error = mysql_errors.OperationalError(errno, "wrong node")
+        with pytest.raises(mysql_errors.OperationalError) as raised:
+            async with cluster.connection() as conn:
+                assert conn.server.host == "10.0.0.1"
+                raise error
+        assert raised.value is error, "the error reaches the caller unchanged"
+        assert states(cluster)["10.0.0.1"][1] is NodeState.SUSPECT
+        # refresh_interval is a minute: only the mark can have triggered this.
+        assert await host_of(cluster) == "10.0.0.2"
+        assert fake["10.0.0.1"].probes > probes
+
+
+async def test_errors_in_commit_are_classified_too(fake: FakeCluster, cluster: ClusterPool) -> None:
+    fake["10.0.0.1"].commit_error = mysql_errors.OperationalError(1290, "read-only")
+    fake.script(NodeStatus.replica(), NodeStatus.primary(), NodeStatus.replica())
+    with pytest.raises(mysql_errors.OperationalError):
+        async with cluster.connection() as conn:
+            conn.in_trans = True
+    assert await host_of(cluster) == "10.0.0.2"
+
+
+async def test_other_errors_change_nothing(fake: FakeCluster, cluster: ClusterPool) -> None:
+    with pytest.raises(mysql_errors.OperationalError):
+        async with cluster.connection():
+            raise mysql_errors.OperationalError(1213, "Deadlock found")
+    with pytest.raises(ValueError):
+        async with cluster.connection():
+            raise ValueError("application error")
+    assert states(cluster)["10.0.0.1"] == (NodeRole.PRIMARY, NodeState.ONLINE)
+
+
+@pytest.mark.parametrize("errno", [2003, 2006, 2013])
+async def test_connection_error_takes_the_node_out_until_it_answers(
+    fake: FakeCluster, cluster: ClusterPool, errno: int
+) -> None:
+    with pytest.raises(mysql_errors.OperationalError):
+        async with cluster.connection(readonly=True) as conn:
+            replica: FakeNode = conn.server
+            replica.go_down()  # the node dies under the statement
+            raise mysql_errors.OperationalError(errno, "Lost connection")
+    down, other = replica.host, ({"10.0.0.2", "10.0.0.3"} - {replica.host}).pop()
+    assert states(cluster)[down] == (NodeRole.REPLICA, NodeState.DOWN)
+    await cluster.refresh()
+    assert states(cluster)[down][1] is NodeState.DOWN, "its probe cannot connect"
+    assert {await host_of(cluster, True) for _ in range(6)} == {other}
+    replica.come_back()
+    await cluster.refresh()
+    assert states(cluster)[down] == (NodeRole.REPLICA, NodeState.ONLINE)
+    assert down in {await host_of(cluster, True) for _ in range(6)}
+
+
+async def test_a_hung_probe_counts_as_down(fake: FakeCluster) -> None:
+    async with make_cluster(fake, probe_timeout=0.1) as cluster:
+        fake["10.0.0.3"].probe_delay = 10.0
+        started = monotonic()
+        await cluster.refresh()
+        assert monotonic() - started < 1.0
+        assert states(cluster)["10.0.0.3"][1] is NodeState.DOWN
+        info = {n.address: n for n in cluster.topology()}
+        assert "took longer than 0.1 s" in (info["10.0.0.3:3306"].last_error or "")
+
+
+# ---------------------------------------------------------------- fail-over
+
+
+async def test_failover_waits_for_a_new_primary(fake: FakeCluster, cluster: ClusterPool) -> None:
+    fake["10.0.0.1"].go_down()
+    fake["10.0.0.1"].status = mysql_errors.OperationalError(2003, "Can't connect")
+    writer = asyncio.create_task(host_of(cluster))
+    await asyncio.sleep(0.2)
+    assert not writer.done(), "no writable node: the request waits"
+    promoted = monotonic()
+    fake["10.0.0.2"].status = NodeStatus.primary()  # the operator promotes a replica
+    assert await writer == "10.0.0.2"
+    assert monotonic() - promoted < 0.5  # refresh_interval (0.05 s) + slack for a busy machine
+    assert {await host_of(cluster, True) for _ in range(4)} == {"10.0.0.3"}
+
+
+async def test_no_primary_raises_pool_timeout_naming_the_role(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    fake["10.0.0.1"].status = NodeStatus.replica()
+    await cluster.refresh()
+    started = monotonic()
+    with pytest.raises(PoolTimeout, match=r"no writable node \(primary\) after 0\.3") as raised:
+        await host_of(cluster, timeout=0.3)
+    assert 0.3 <= monotonic() - started < 1.0
+    assert "10.0.0.1:3306 replica/online" in str(raised.value)
+    assert "secret" not in str(raised.value)
+    assert await host_of(cluster, True, timeout=0.3) in HOSTS, "reads still work"
+
+
+async def test_request_queued_on_a_dead_primary_is_rerouted(fake: FakeCluster) -> None:
+    async with make_cluster(fake, max_size=1) as cluster:
+        async with cluster.connection() as held:
+            assert held.server.host == "10.0.0.1"
+            queued = asyncio.create_task(host_of(cluster, timeout=5.0))
+            await asyncio.sleep(0.05)
+            assert not queued.done()
+            fake["10.0.0.1"].status = mysql_errors.OperationalError(2003, "Can't connect")
+            fake["10.0.0.2"].status = NodeStatus.primary()
+            started = monotonic()
+            assert await queued == "10.0.0.2", "it left the dead node's queue"
+            assert monotonic() - started < 1.0, "not after its own 5 s timeout"
+        assert cluster.topology()[0].stats.requests_waiting == 0
+
+
+async def test_caller_cancellation_is_not_mistaken_for_a_reroute(fake: FakeCluster) -> None:
+    async with make_cluster(fake, max_size=1) as cluster:
+        async with cluster.connection():
+            queued = asyncio.create_task(host_of(cluster))
+            await asyncio.sleep(0.02)
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+        assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
+        assert await host_of(cluster) == "10.0.0.1"
+
+
+# ---------------------------------------------------------------- read-your-writes
+
+
+async def test_write_token_commits_and_reads_last_gtid(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    fake["10.0.0.1"].last_gtid = "0-1-42"
+    async with cluster.connection() as conn:
+        conn.in_trans = True
+        assert await cluster.write_token(conn) == "0-1-42"
+        assert conn.commits == 1 and not conn.in_trans
+    fake["10.0.0.1"].last_gtid = ""
+    async with cluster.connection() as conn:
+        assert await cluster.write_token(conn) is None
+
+
+async def test_read_after_token_waits_on_the_replica(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    for host in HOSTS[1:]:
+        fake[host].catch_up_after = 0.05
+    assert await host_of(cluster, True, after="0-1-42") in HOSTS[1:]
+    waits = [s for h in HOSTS for s in fake[h].statements if "GTID_WAIT" in s[0]]
+    assert len(waits) == 1 and waits[0][1] == ("0-1-42", 1.0)
+
+
+async def test_read_after_token_falls_back_to_the_primary(fake: FakeCluster) -> None:
+    async with make_cluster(fake, gtid_wait_timeout=0.1) as cluster:
+        for host in HOSTS[1:]:
+            fake[host].catch_up_after = 10.0
+        started = monotonic()
+        assert await host_of(cluster, True, after="0-1-42") == "10.0.0.1"
+        assert monotonic() - started < 1.0
+        assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
+        assert await host_of(cluster, True) != "10.0.0.1", "plain reads still use replicas"
+
+
+async def test_galera_read_after_token_waits_for_causality(fake: FakeCluster) -> None:
+    fake.script(NodeStatus.galera(), NodeStatus.galera(), NodeStatus.galera())
+    for host in HOSTS:
+        fake[host].last_gtid = "0-1-8"
+    async with make_cluster(fake) as cluster:
+        async with cluster.connection() as conn:
+            token = await cluster.write_token(conn)
+        assert token == "0-1-8"
+        host = await host_of(cluster, True, after=token)
+        assert [s for s, _ in fake[host].statements][-1].startswith("SET STATEMENT wsrep_sync_wait")
+
+
+async def test_galera_read_after_token_times_out(fake: FakeCluster) -> None:
+    fake.script(NodeStatus.galera(), NodeStatus.galera(), NodeStatus.galera())
+    for host in HOSTS:
+        fake[host].catch_up_after = 10.0
+    async with make_cluster(fake) as cluster:
+        with pytest.raises(PoolTimeout, match="did not catch up"):
+            await host_of(cluster, True, after="0-1-8", timeout=0.2)
+        nodes = cluster.topology()
+        assert sum(n.stats.pool_in_use for n in nodes) == 0
+        assert sum(n.stats.returns_bad for n in nodes) == 1, "the cut-short connection is closed"
+
+
+# ---------------------------------------------------------------- life cycle and topology
+
+
+async def test_topology_reports_each_node(fake: FakeCluster, cluster: ClusterPool) -> None:
+    fake["10.0.0.3"].status = NodeStatus.replica(lag=7.5)
+    await cluster.refresh()
+    nodes = cluster.topology()
+    assert [n.address for n in nodes] == [f"{h}:3306" for h in HOSTS]
+    assert [(n.role, n.state) for n in nodes] == [
+        (NodeRole.PRIMARY, NodeState.ONLINE),
+        (NodeRole.REPLICA, NodeState.ONLINE),
+        (NodeRole.REPLICA, NodeState.LAGGING),
+    ]
+    assert nodes[2].lag == 7.5 and "7.5 s behind" in (nodes[2].detail or "")
+    assert nodes[0].stats.pool_max == 4 and nodes[0].checked_ago is not None
+    assert "secret" not in repr(nodes) + repr(cluster)
+    assert list(cluster.pools) == [n.address for n in nodes]
+    assert cluster.pools["10.0.0.1:3306"].get_stats() == nodes[0].stats
+    with pytest.raises(AttributeError):
+        nodes[0].state = NodeState.DOWN  # type: ignore[misc]
+
+
+async def test_probes_use_their_own_connection(fake: FakeCluster, cluster: ClusterPool) -> None:
+    for _ in range(3):
+        await cluster.refresh()
+    for node in cluster.topology():
+        assert node.stats.requests_num == 0, "probes are not user requests"
+    assert all(len(fake[h].connections()) == 2 for h in HOSTS), "min_size 1 + one probe"
+
+
+async def test_open_with_some_nodes_down_then_they_join(fake: FakeCluster) -> None:
+    fake["10.0.0.3"].go_down()
+    fake["10.0.0.3"].status = mysql_errors.OperationalError(2003, "Can't connect")
+    async with make_cluster(fake) as cluster:
+        assert states(cluster)["10.0.0.3"] == (NodeRole.UNKNOWN, NodeState.DOWN)
+        fake["10.0.0.3"].come_back()
+        fake["10.0.0.3"].status = NodeStatus.replica()
+        await cluster.refresh()
+        assert states(cluster)["10.0.0.3"] == (NodeRole.REPLICA, NodeState.ONLINE)
+
+
+async def test_open_fails_when_no_node_answers(fake: FakeCluster) -> None:
+    for node in fake.nodes.values():
+        node.status = mysql_errors.OperationalError(2003, "Can't connect")
+    cluster = make_cluster(fake)
+    with pytest.raises(PoolTimeout, match=r"no node answered within 0\.2 s"):
+        await cluster.open(timeout=0.2)
+    assert cluster.closed
+
+
+async def test_open_raises_a_wrong_password_at_once(fake: FakeCluster) -> None:
+    denied = mysql_errors.OperationalError(1045, "Access denied for user 'app'")
+    for node in fake.nodes.values():
+        node.connect_error = denied
+    started = monotonic()
+    with pytest.raises(mysql_errors.OperationalError, match="Access denied"):
+        await make_cluster(fake).open(timeout=5.0)
+    assert monotonic() - started < 1.0
+
+
+async def test_closed_cluster_refuses_and_waiters_see_it(fake: FakeCluster) -> None:
+    fake.replication()
+    fake["10.0.0.1"].status = NodeStatus.replica()
+    cluster = make_cluster(fake)
+    with pytest.raises(PoolClosed, match="not open yet"):
+        await host_of(cluster)
+    await cluster.open()
+    waiter = asyncio.create_task(host_of(cluster))
+    await asyncio.sleep(0.05)
+    await cluster.close()
+    with pytest.raises(PoolClosed):
+        await waiter
+    with pytest.raises(PoolClosed, match="is closed"):
+        await host_of(cluster, True)
+    assert all(not fake[h].live for h in HOSTS), "every connection closed, probes too"
+
+
+# ---------------------------------------------------------------- rules and URLs
+
+
+def test_classify_rules() -> None:
+    assert classify(NodeStatus.primary(), 5.0).role is NodeRole.PRIMARY
+    assert classify(NodeStatus(innodb_read_only=True, replication_running=True), 5.0).readable
+    lagging = classify(NodeStatus.replica(lag=5.5), 5.0)
+    assert (lagging.state, lagging.readable) == (NodeState.LAGGING, False)
+    assert classify(NodeStatus.replica(lag=5.0), 5.0).readable
+    unknown_lag = classify(NodeStatus(read_only=True, replication_running=None), 5.0)
+    assert unknown_lag.readable, "lag we may not read does not exclude the replica"
+    galera_ro = classify(
+        NodeStatus(
+            read_only=True,
+            wsrep_on=True,
+            wsrep_ready=True,
+            wsrep_local_state=4,
+            wsrep_cluster_status="Primary",
+        ),
+        5.0,
+    )
+    assert (galera_ro.readable, galera_ro.writable) == (True, False)
+    maintenance = classify(
+        NodeStatus(**{**vars_of(NodeStatus.galera()), "wsrep_reject_queries": "ALL"}), 5.0
+    )
+    assert (maintenance.state, maintenance.readable) == (NodeState.NOT_SYNCED, False)
+    assert classify(
+        NodeStatus(**{**vars_of(NodeStatus.galera()), "wsrep_reject_queries": "NONE"}), 5.0
+    ).writable
+
+
+def vars_of(status: NodeStatus) -> dict[str, Any]:
+    return {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
+
+
+def test_split_urls() -> None:
+    nodes = split_cluster_url("mysql://a:p%40ss@h1:3307,[::1]:3308,h3/db?charset=utf8mb4")
+    assert [str(n) for n in nodes] == ["h1:3307", "[::1]:3308", "h3:3306"]
+    assert nodes[1].url == "mysql://a:p%40ss@[::1]:3308/db?charset=utf8mb4"
+    listed = split_cluster_url(["mysql://a@h1:1/db", "mariadb://a@h2:2/db"])
+    assert [(n.host, n.port) for n in listed] == [("h1", 1), ("h2", 2)]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://app:secret@/shop", "names no hosts"),
+        ("mysql://app:secret@h1:3306,h2:x/shop", r"host 2 \('h2:x'\) has a bad port"),
+        ("mysql://app:secret@h1:3306,h2:0/shop", "bad port"),
+        ("mysql://app:secret@h1:3306,h2:70000/shop", "bad port"),
+        ("mysql://app:secret@h1,,h2/shop", "host 2 .* has no host name"),
+        ("mysql://app:secret@h1:1,H1:1/shop", "listed twice"),
+        ("postgres://app:secret@h1,h2/shop", "scheme 'postgres'"),
+        ("mysql://app:secret@h1,h2/shop?chrset=x", "unknown URL option"),
+        ("app:secret@h1,h2", "not a URL"),
+        ([], "list of node URLs is empty"),
+    ],
+)
+def test_bad_urls_name_the_problem_never_the_password(url: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        ClusterPool(url)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"host": "h"}, "host= cannot be given"),
+        ({"port": 1}, "port= cannot be given"),
+        ({"refresh_interval": 0}, "refresh_interval must be > 0"),
+        ({"max_replica_lag": -1}, "max_replica_lag must be >= 0"),
+        ({"min_size": 5, "max_size": 2}, "min_size"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClusterPool(URL, **kwargs)
