@@ -56,6 +56,7 @@ from .. import __version__
 from .._pool import AsyncConnectionPool
 from .._stats import PoolStats
 from . import _names as n
+from ._pools import WeakPoolSet
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -127,8 +128,7 @@ class _Observer:
     """The instruments of one meter provider, and the pools they report."""
 
     def __init__(self, meter: Meter) -> None:
-        self._lock = threading.Lock()
-        self._pools: dict[int, weakref.ref[AsyncConnectionPool]] = {}
+        self._pools = WeakPoolSet()
         self._create_instruments(meter)
 
     def _create_instruments(self, meter: Meter) -> None:
@@ -143,32 +143,23 @@ class _Observer:
             meter.create_observable_counter(name, [self._seconds(field)], unit, description)
 
     def add(self, pool: AsyncConnectionPool) -> None:
-        with self._lock:
-            for other in self._live():
-                if other.name == pool.name:
-                    what = "this pool is" if other is pool else f"a pool named {pool.name!r} is"
-                    raise ValueError(
-                        f"{what} already instrumented with this meter provider: "
-                        "close its Instrumentation first, or give each pool a unique name=..."
-                    )
-            self._pools[id(pool)] = weakref.ref(pool)
+        try:
+            added = self._pools.add(pool)
+        except ValueError:
+            added, what = False, f"a pool named {pool.name!r} is"
+        else:
+            what = "this pool is"
+        if not added:
+            raise ValueError(
+                f"{what} already instrumented with this meter provider: "
+                "close its Instrumentation first, or give each pool a unique name=..."
+            )
 
     def remove(self, pool: AsyncConnectionPool) -> None:
-        with self._lock:
-            ref = self._pools.get(id(pool))
-            if ref is not None and ref() is pool:
-                del self._pools[id(pool)]
-
-    def _live(self) -> list[AsyncConnectionPool]:
-        alive = [(key, ref()) for key, ref in self._pools.items()]
-        for key, pool in alive:
-            if pool is None:  # garbage-collected
-                del self._pools[key]
-        return [pool for _key, pool in alive if pool is not None]
+        self._pools.remove(pool)
 
     def _snapshots(self) -> list[tuple[dict[str, str], PoolStats]]:
-        with self._lock:
-            pools = self._live()
+        pools = self._pools.live()
         return [({n.OTEL_POOL_NAME: pool.name}, pool.get_stats()) for pool in pools]
 
     def _count(self, options: CallbackOptions) -> Iterable[Observation]:

@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .._pool import AsyncConnectionPool
 from .._stats import PoolStats
 from . import _names as n
+from ._pools import WeakPoolSet
 
 __all__ = ["PoolCollector", "register", "unregister"]
 
@@ -112,43 +113,28 @@ class PoolCollector(Collector):
     """
 
     def __init__(self, pools: AsyncConnectionPool | Iterable[AsyncConnectionPool] = ()) -> None:
-        self._lock = threading.Lock()
-        self._pools: dict[int, weakref.ref[AsyncConnectionPool]] = {}
+        self._pools = WeakPoolSet()
         for pool in (pools,) if isinstance(pools, AsyncConnectionPool) else pools:
             self.add(pool)
 
     @property
     def pools(self) -> list[AsyncConnectionPool]:
         """The pools reported, in the order they were added."""
-        with self._lock:
-            return self._live()
-
-    def _live(self) -> list[AsyncConnectionPool]:
-        alive = [(key, ref()) for key, ref in self._pools.items()]
-        for key, pool in alive:
-            if pool is None:  # garbage-collected
-                del self._pools[key]
-        return [pool for _key, pool in alive if pool is not None]
+        return self._pools.live()
 
     def add(self, pool: AsyncConnectionPool) -> None:
         """Report ``pool`` too; ``ValueError`` if another pool has its name."""
-        with self._lock:
-            for other in self._live():
-                if other is pool:
-                    return
-                if other.name == pool.name:
-                    raise ValueError(
-                        f"a pool named {pool.name!r} is already reported by this collector: "
-                        "give each pool a unique name=..."
-                    )
-            self._pools[id(pool)] = weakref.ref(pool)
+        try:
+            self._pools.add(pool)
+        except ValueError:
+            raise ValueError(
+                f"a pool named {pool.name!r} is already reported by this collector: "
+                "give each pool a unique name=..."
+            ) from None
 
     def remove(self, pool: AsyncConnectionPool) -> None:
         """Stop reporting ``pool`` (no error if it was not reported)."""
-        with self._lock:
-            ref = self._pools.get(id(pool))
-            if ref is not None and ref() is pool:
-                del self._pools[id(pool)]
+        self._pools.remove(pool)
 
     def describe(self) -> Iterable[Metric]:
         """The metric families without samples (lets the registry catch name clashes)."""
