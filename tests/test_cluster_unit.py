@@ -307,10 +307,9 @@ async def test_connection_error_takes_the_node_out_until_it_answers(
 
 async def test_a_hung_probe_counts_as_down(fake: FakeCluster) -> None:
     async with make_cluster(fake, probe_timeout=0.1) as cluster:
-        fake["10.0.0.3"].probe_delay = 10.0
-        started = monotonic()
-        await cluster.refresh()
-        assert monotonic() - started < 1.0
+        fake["10.0.0.3"].probe_delay = 600.0
+        async with asyncio.timeout(30):  # far less than the hung probe: it was cut off
+            await cluster.refresh()
         assert states(cluster)["10.0.0.3"][1] is NodeState.DOWN
         info = {n.address: n for n in cluster.topology()}
         assert "took longer than 0.1 s" in (info["10.0.0.3:3306"].last_error or "")
@@ -325,10 +324,8 @@ async def test_failover_waits_for_a_new_primary(fake: FakeCluster, cluster: Clus
     writer = asyncio.create_task(host_of(cluster))
     await asyncio.sleep(0.2)
     assert not writer.done(), "no writable node: the request waits"
-    promoted = monotonic()
     fake["10.0.0.2"].status = NodeStatus.primary()  # the operator promotes a replica
     assert await writer == "10.0.0.2"
-    assert monotonic() - promoted < 0.5  # refresh_interval (0.05 s) + slack for a busy machine
     assert {await host_of(cluster, True) for _ in range(4)} == {"10.0.0.3"}
 
 
@@ -337,10 +334,8 @@ async def test_no_primary_raises_pool_timeout_naming_the_role(
 ) -> None:
     fake["10.0.0.1"].status = NodeStatus.replica()
     await cluster.refresh()
-    started = monotonic()
     with pytest.raises(PoolTimeout, match=r"no writable node \(primary\) after 0\.3") as raised:
         await host_of(cluster, timeout=0.3)
-    assert 0.3 <= monotonic() - started < 1.0
     assert "10.0.0.1:3306 replica/online" in str(raised.value)
     assert "secret" not in str(raised.value)
     assert await host_of(cluster, True, timeout=0.3) in HOSTS, "reads still work"
@@ -350,14 +345,13 @@ async def test_request_queued_on_a_dead_primary_is_rerouted(fake: FakeCluster) -
     async with make_cluster(fake, max_size=1) as cluster:
         async with cluster.connection() as held:
             assert held.server.host == "10.0.0.1"
-            queued = asyncio.create_task(host_of(cluster, timeout=5.0))
+            queued = asyncio.create_task(host_of(cluster, timeout=600.0))
             await asyncio.sleep(0.05)
             assert not queued.done()
             fake["10.0.0.1"].status = mysql_errors.OperationalError(2003, "Can't connect")
             fake["10.0.0.2"].status = NodeStatus.primary()
-            started = monotonic()
-            assert await queued == "10.0.0.2", "it left the dead node's queue"
-            assert monotonic() - started < 1.0, "not after its own 5 s timeout"
+            async with asyncio.timeout(30):  # not after its own 600 s timeout
+                assert await queued == "10.0.0.2", "it left the dead node's queue"
         assert cluster.topology()[0].stats.requests_waiting == 0
 
 
@@ -402,10 +396,9 @@ async def test_read_after_token_waits_on_the_replica(
 async def test_read_after_token_falls_back_to_the_primary(fake: FakeCluster) -> None:
     async with make_cluster(fake, gtid_wait_timeout=0.1) as cluster:
         for host in HOSTS[1:]:
-            fake[host].catch_up_after = 10.0
-        started = monotonic()
-        assert await host_of(cluster, True, after="0-1-42") == "10.0.0.1"
-        assert monotonic() - started < 1.0
+            fake[host].catch_up_after = 600.0
+        async with asyncio.timeout(30):  # the replicas never catch up: gtid_wait_timeout ends it
+            assert await host_of(cluster, True, after="0-1-42") == "10.0.0.1"
         assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
         assert await host_of(cluster, True) != "10.0.0.1", "plain reads still use replicas"
 
@@ -488,10 +481,9 @@ async def test_open_raises_a_wrong_password_at_once(fake: FakeCluster) -> None:
     denied = mysql_errors.OperationalError(1045, "Access denied for user 'app'")
     for node in fake.nodes.values():
         node.connect_error = denied
-    started = monotonic()
     with pytest.raises(mysql_errors.OperationalError, match="Access denied"):
-        await make_cluster(fake).open(timeout=5.0)
-    assert monotonic() - started < 1.0
+        async with asyncio.timeout(30):  # raised at once, not after open()'s 600 s
+            await make_cluster(fake).open(timeout=600.0)
 
 
 async def test_closed_cluster_refuses_and_waiters_see_it(fake: FakeCluster) -> None:
