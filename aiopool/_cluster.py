@@ -36,7 +36,7 @@ from ._cluster_probe import NodeRole, NodeState, Probe, classify, read_node_stat
 from ._cluster_url import check_node_kwargs, split_cluster_url
 from ._config import ConnectOptions, _check_duration
 from ._health import _mysql_errors, errno_of, is_fatal_connect_error
-from ._opening import _default_factory
+from ._opener import default_factory
 from ._pool import AsyncConnectionPool
 from ._protocols import Connection, ConnectionFactory
 from .errors import PoolClosed, PoolTimeout, WrongEventLoop
@@ -62,8 +62,6 @@ _POOL_PARAMETERS = frozenset(inspect.signature(AsyncConnectionPool.__init__).par
 }
 
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
-
-
 
 
 class ClusterPool:
@@ -135,7 +133,7 @@ class ClusterPool:
         self.name: str = name or _default_name(options[0].kwargs, addresses)
         """The cluster's name in logs and errors (never shows the password)."""
         self._probe: Probe = probe or read_node_status
-        self._factory: ConnectionFactory = pool_kwargs.get("connection_factory") or _default_factory
+        self._factory: ConnectionFactory = pool_kwargs.get("connection_factory") or default_factory
         self._nodes: tuple[ClusterNode, ...] = tuple(
             ClusterNode(
                 self.name,
