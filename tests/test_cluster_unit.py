@@ -104,7 +104,12 @@ class FakeCluster:
             self.nodes[host].status = status
 
     def replication(self, lag1: float = 0.0, lag2: float = 0.0) -> None:
-        self.script(NodeStatus.primary(), NodeStatus.replica(lag1), NodeStatus.replica(lag2))
+        """10.0.0.1 the primary (server_id 1); 10.0.0.2 and 10.0.0.3 replicate from it."""
+        self.script(
+            NodeStatus.primary(1),
+            NodeStatus.replica(lag1, source="10.0.0.1:3306", server_id=2),
+            NodeStatus.replica(lag2, source="10.0.0.1:3306", server_id=3),
+        )
 
 
 def make_cluster(fake: FakeCluster, **kwargs: Any) -> ClusterPool:
@@ -232,15 +237,87 @@ async def test_galera_node_leaves_until_synced_again(fake: FakeCluster, bad: Nod
         assert "10.0.0.2" in {await host_of(cluster) for _ in range(6)}
 
 
-async def test_two_writable_primaries_keep_writes_on_the_first(
+async def test_replica_made_writable_stays_a_replica_and_is_named_once(
     fake: FakeCluster, cluster: ClusterPool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake["10.0.0.3"].status = NodeStatus.primary()
+    fake["10.0.0.2"].status = NodeStatus.replica(
+        source="10.0.0.1:3306", server_id=2, read_only=False
+    )
     with caplog.at_level(logging.WARNING, "aiopool"):
+        for _ in range(3):
+            await cluster.refresh()
+    warnings = [r.getMessage() for r in caplog.records if "stays a replica" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "node 10.0.0.2:3306 is writable (read_only=OFF) but replicates from 10.0.0.1:3306" in (
+        warnings[0]
+    )
+    assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.1"}
+    assert states(cluster)["10.0.0.2"] == (NodeRole.REPLICA, NodeState.ONLINE)
+    info = {n.address: n for n in cluster.topology()}["10.0.0.2:3306"]
+    assert (info.writable, info.readable, info.replicates_from) == (False, True, "10.0.0.1:3306")
+    assert "10.0.0.2" in {await host_of(cluster, True) for _ in range(10)}, "it still serves reads"
+
+
+async def test_old_primary_back_writable_is_fenced_once_per_episode(
+    fake: FakeCluster, cluster: ClusterPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fail-over: 10.0.0.2 promoted, 10.0.0.3 repointed to it; the old primary
+    # comes back writable, replicating from nobody, followed by nobody.
+    fake.script(
+        NodeStatus.primary(1),
+        NodeStatus.primary(2),
+        NodeStatus.replica(source="10.0.0.2:3306", server_id=3),
+    )
+    with caplog.at_level(logging.WARNING, "aiopool"):
+        for _ in range(3):
+            await cluster.refresh()
+        assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.2"}
+        assert states(cluster)["10.0.0.1"] == (NodeRole.PRIMARY, NodeState.FENCED)
+        fenced = [r.getMessage() for r in caplog.records if "fenced" in r.getMessage()]
+        assert len(fenced) == 1 and "10.0.0.1:3306" in fenced[0], fenced
+        assert "10.0.0.2:3306 is followed by 10.0.0.3:3306" in fenced[0]
+        assert {await host_of(cluster, True) for _ in range(20)} == {"10.0.0.3"}
+        # The operator repoints it: the fence lifts.
+        fake["10.0.0.1"].status = NodeStatus.replica(source="10.0.0.2:3306", server_id=1)
         await cluster.refresh()
-    assert "2 writable primaries" in caplog.text
-    assert {await host_of(cluster) for _ in range(6)} == {"10.0.0.1"}
-    assert {await host_of(cluster, True) for _ in range(6)} == {"10.0.0.2"}
+        assert states(cluster)["10.0.0.1"] == (NodeRole.REPLICA, NodeState.ONLINE)
+        assert "10.0.0.1" in {await host_of(cluster, True) for _ in range(20)}
+        # A new episode warns again.
+        fake["10.0.0.1"].status = NodeStatus.primary(1)
+        await cluster.refresh()
+        await cluster.refresh()
+    fenced = [r.getMessage() for r in caplog.records if "fenced" in r.getMessage()]
+    assert len(fenced) == 2, fenced
+
+
+async def test_ambiguous_graph_refuses_writes_until_it_is_resolved(
+    fake: FakeCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.script(
+        NodeStatus.primary(1),
+        NodeStatus.primary(2),
+        NodeStatus.replica(lag=None, running=False, source="10.0.0.1:3306", server_id=3),
+    )
+    async with make_cluster(fake, timeout=0.3) as cluster:
+        with pytest.raises(PoolTimeout, match="writes are refused") as raised:
+            await host_of(cluster)
+        message = str(raised.value)
+        assert "10.0.0.1:3306, 10.0.0.2:3306" in message, message
+        assert "10.0.0.1:3306 primary/ambiguous" in message
+        assert states(cluster)["10.0.0.2"] == (NodeRole.PRIMARY, NodeState.AMBIGUOUS)
+        # Reads have no primary to fall back on either (the replica is stopped).
+        with pytest.raises(PoolTimeout):
+            await host_of(cluster, True)
+        writer = asyncio.create_task(host_of(cluster, timeout=10.0))
+        await asyncio.sleep(0.1)
+        assert not writer.done()
+        with caplog.at_level(logging.INFO, "aiopool"):
+            fake["10.0.0.3"].status = NodeStatus.replica(source="10.0.0.1:3306", server_id=3)
+            async with asyncio.timeout(5):  # resumed by the refresh_interval monitor alone
+                assert await writer == "10.0.0.1"
+            await cluster.refresh()  # the round's end reports
+        assert "writes resume, the primary is 10.0.0.1:3306" in caplog.text
+        assert states(cluster)["10.0.0.2"] == (NodeRole.PRIMARY, NodeState.FENCED)
 
 
 # ---------------------------------------------------------------- errors
