@@ -251,8 +251,9 @@ async def test_replica_made_writable_stays_a_replica_and_is_named_once(
             await cluster.refresh()
     warnings = [r.getMessage() for r in caplog.records if "stays a replica" in r.getMessage()]
     assert len(warnings) == 1, warnings
-    assert "node 10.0.0.2:3306 is writable (read_only=OFF) but replicates from 10.0.0.1:3306" in (
-        warnings[0]
+    assert (
+        "node 10.0.0.2:3306 is writable (read_only=OFF) but replicates from 10.0.0.1:3306"
+        in (warnings[0])
     )
     assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.1"}
     assert states(cluster)["10.0.0.2"] == (NodeRole.REPLICA, NodeState.ONLINE)
