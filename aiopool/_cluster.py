@@ -79,6 +79,12 @@ class ClusterPool:
       the least busy healthy replica, else a Synced Galera node, else the
       primary.  With no node for the role, it waits up to ``timeout`` and
       then raises ``PoolTimeout`` naming the missing role.
+    * The primary is proven from the replication graph, not from
+      ``read_only`` alone (``_cluster_graph``): a server replicating from
+      another member is a replica even if writable; of several writable
+      servers replicating from nobody, the one the others follow is the
+      primary and the rest are fenced (no writes, no reads); when the graph
+      cannot tell, writes are refused (``PoolTimeout`` names the candidates).
     * ``refresh_interval``: seconds between re-reads of every node's role and
       health (``@@read_only``, Galera's ``wsrep_*`` status, replica lag);
       ``probe_timeout`` bounds each (default ``max(2, refresh_interval)``,
@@ -308,8 +314,9 @@ class ClusterPool:
         and for the replica to catch up.
 
         A wrong-node error (1290, 1792, 1036, 1047) or a lost connection
-        raised in the block marks the node for an immediate re-check and is
-        re-raised; the statement is never re-run.
+        seen in the block marks the node for an immediate re-check, even when
+        the block's code catches it; raised ones are re-raised, and the
+        statement is never re-run.
         """
         return ClusterConnection(self, readonly, after, timeout)
 

@@ -239,7 +239,9 @@ def classify(status: NodeStatus, max_lag: float | None) -> Classified:
       does not report (no privilege to read it, the I/O thread reconnecting
       to a lost primary) counts as acceptable: the data applied so far is
       still there, and refusing it would stop all reads during a fail-over.
-    * Otherwise a primary, which takes the writes.
+    * Otherwise a primary, which takes the writes: a node's own view; the
+      replication graph (``_cluster_graph.decide``) has the last word on
+      which writable server is the primary.
     """
     if status.wsrep_on:
         return _galera(status)
