@@ -34,6 +34,7 @@ from ._cluster_conn import ClusterConnection
 from ._cluster_graph import Decision, decide
 from ._cluster_node import ClusterNode, NodeInfo
 from ._cluster_probe import NodeRole, NodeState, Probe, read_node_status
+from ._cluster_report import report
 from ._cluster_url import check_node_kwargs, split_cluster_url
 from ._cluster_watch import watching
 from ._config import ConnectOptions, _check_duration
@@ -440,40 +441,10 @@ class ClusterPool:
         """Warn once per episode, from a whole round's probes (a round's probes
         arrive one by one, and a half-updated graph can look wrong for a moment).
         """
-        decision = self._decision
-        if decision is None:
-            return
-        for node in self._nodes:
-            writable_replica = node.name in decision.writable_replicas
-            if writable_replica and not node.warned_writable:
-                logger.warning(
-                    "cluster %r: node %s is writable (read_only=OFF) but replicates from %s: "
-                    "it stays a replica and gets no writes; set read_only=ON on it",
-                    self.name,
-                    node.name,
-                    decision.sources.get(node.name),
-                )
-            node.warned_writable = writable_replica
-            fenced = node.state is NodeState.FENCED
-            if fenced and not node.warned_fenced:
-                logger.warning(
-                    "cluster %r: node %s is fenced: %s; no writes and no reads go to it until "
-                    "it is read_only or replicates from the primary",
-                    self.name,
-                    node.name,
-                    node.detail,
-                )
-            node.warned_fenced = fenced
-        if decision.refused is not None and self._warned_refused is None:
-            logger.warning(
-                "cluster %r: writes are refused, the replication graph does not tell which "
-                "server is the primary: %s",
-                self.name,
-                decision.refused,
+        if self._decision is not None:
+            self._warned_refused = report(
+                self.name, self._nodes, self._decision, self._warned_refused
             )
-        elif decision.refused is None and self._warned_refused is not None:
-            logger.info("cluster %r: writes resume, the primary is %s", self.name, decision.primary)
-        self._warned_refused = decision.refused
 
     def _signal_change(self) -> None:
         changed = self._changed
