@@ -19,6 +19,8 @@ venv: $(DEV_STAMP)
 
 $(DEV_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# The distribution was first called "aiopool": drop that stale editable install.
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y aiopool 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
