@@ -355,8 +355,8 @@ def test_importing_the_package_imports_no_optional_library() -> None:
 @pytest.mark.parametrize(
     ("module", "missing", "extra"),
     [
-        ("aiopool.metrics.prometheus", "prometheus_client", "aiopool[prometheus]"),
-        ("aiopool.metrics.otel", "opentelemetry", "aiopool[otel]"),
+        ("aiopool.metrics.prometheus", "prometheus_client", "aiopool-mysql[prometheus]"),
+        ("aiopool.metrics.otel", "opentelemetry", "aiopool-mysql[otel]"),
     ],
 )
 def test_missing_library_names_the_extra(

@@ -3,10 +3,10 @@
 Both exporters read ``pool.get_stats()`` when metrics are collected: nothing
 runs in the background and the pool's hot path pays nothing.
 
-* ``aiopool.metrics.prometheus`` (``pip install 'aiopool[prometheus]'``):
+* ``aiopool.metrics.prometheus`` (``pip install 'aiopool-mysql[prometheus]'``):
   ``register(pool)`` adds the pool to a collector in a prometheus_client
   registry.
-* ``aiopool.metrics.otel`` (``pip install 'aiopool[otel]'``):
+* ``aiopool.metrics.otel`` (``pip install 'aiopool-mysql[otel]'``):
   ``instrument(pool)`` reports the pool through OpenTelemetry observable
   instruments named after the database-client connection-pool conventions.
 
