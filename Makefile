@@ -14,7 +14,7 @@ SA_OTHER_SPEC ?= sqlalchemy[asyncio]>=2.0.16,<2.1
 SA_OTHER_PREFIX ?= 2.0.
 SA_OTHER_DIR := $(VENV)/sqlalchemy-other
 SA_OTHER_STAMP := $(SA_OTHER_DIR)/.stamp
-SA_TESTS := tests/test_sqlalchemy.py tests/test_sqlalchemy_docs.py
+SA_TESTS := tests/test_sqlalchemy.py tests/test_sqlalchemy_app.py tests/test_sqlalchemy_docs.py
 
 # Only directories that exist and hold Python files: mypy fails on an empty one.
 has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))

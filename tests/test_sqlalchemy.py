@@ -15,17 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import String, event, exc, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-sqlalchemy = pytest.importorskip("sqlalchemy")
-
-from sqlalchemy import String, event, exc, select, text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
-
-from aiopool import AsyncConnectionPool, PoolTimeout  # noqa: E402
-from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine  # noqa: E402
-from tests.support.realdb import ConnectionWatcher, ScratchDatabase, execute  # noqa: E402
+from aiopool import AsyncConnectionPool, PoolTimeout
+from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine
+from tests.support.realdb import ConnectionWatcher, ScratchDatabase, execute
 
 DEADLINE = 60.0  # "did not hang", never a timing assertion
 
@@ -294,8 +291,8 @@ async def test_pool_class_with_sqlalchemy_create_async_engine(pool: AsyncConnect
     assert isinstance(engine.pool, AiopoolPool)
     assert engine.pool.aiopool is pool
     async with engine.connect() as conn:
-        assert (await conn.exec_driver_sql("SELECT DATABASE()")).scalar_one().startswith(
-            "aiopool_t_"
+        assert (
+            (await conn.exec_driver_sql("SELECT DATABASE()")).scalar_one().startswith("aiopool_t_")
         )
     assert "checked out" in engine.pool.status()
     await engine.dispose()
