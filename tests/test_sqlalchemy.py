@@ -434,3 +434,43 @@ def test_import_aiopool_does_not_import_sqlalchemy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+async def test_disconnection_error_in_checkout_event_swaps_the_loan(
+    scratch: ScratchDatabase,
+) -> None:
+    """SQLAlchemy's pessimistic-disconnect recipe: it replaces the record's connection."""
+    async with AsyncConnectionPool(scratch.url, min_size=1, max_size=1) as p:
+        engine = create_async_engine(p)
+        async with engine.connect() as conn:
+            first = await connection_id(conn)
+        raised = []
+
+        @event.listens_for(engine.sync_engine, "checkout")
+        def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            if not raised:
+                raised.append(True)
+                raise exc.DisconnectionError("pretend the connection is gone")
+
+        async with engine.connect() as conn:
+            second = await connection_id(conn)
+            assert engine.pool.checkedout() == 1
+        assert raised
+        assert second != first  # a new loan from aiopool, not a connection of SQLAlchemy's
+        await settled(p, engine)
+        stats = p.get_stats()
+        assert stats.pool_size == 1
+        assert stats.connections_num == 2
+        await engine.dispose()
+
+
+async def test_detach_closes_and_gives_the_place_back(pool: AsyncConnectionPool) -> None:
+    engine = create_async_engine(pool)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        raw.detach()
+        assert engine.pool.checkedout() == 0
+    await settled(pool, engine)
+    async with engine.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+    await engine.dispose()
