@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-__all__ = ["AiopoolPool", "create_async_engine"]
+__all__ = ["AiopoolPool", "UnsupportedArgument", "create_async_engine"]
 
 logger = logging.getLogger("aiopool")
 
@@ -147,6 +147,12 @@ class AiopoolPool(Pool):
         ):
             if value != unset and not (name == "pool_use_lifo" and value is False):
                 raise _refuse(name)
+        dialect = kw.get("dialect")
+        if dialect is not None and getattr(dialect, "driver", None) != "asyncmy":
+            raise sa_exc.ArgumentError(
+                f"AiopoolPool works only with the mysql+asyncmy dialect, not "
+                f"{dialect.name}+{dialect.driver}: aiopool lends asyncmy connections"
+            )
         super().__init__(creator, reset_on_return=reset_on_return, **kw)
         self._aiopool = aiopool
         self._timeout = timeout
@@ -255,7 +261,8 @@ class AiopoolPool(Pool):
             conn = self._swap_loan(rec)
         dbapi = getattr(self._dialect, "loaded_dbapi", None)
         if getattr(self._dialect, "driver", None) != "asyncmy" or dbapi is None:
-            self._give_back(conn, in_greenlet())
+            # The caller ends the loan: _new_record, or the check-in after a
+            # failed checkout (_swap_loan listed the connection as lent).
             raise sa_exc.ArgumentError(
                 "AiopoolPool works only in an engine with the mysql+asyncmy dialect"
             )

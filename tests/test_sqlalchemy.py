@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import String, event, exc, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
@@ -474,3 +475,8 @@ async def test_detach_closes_and_gives_the_place_back(pool: AsyncConnectionPool)
     async with engine.connect() as conn:
         assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
     await engine.dispose()
+
+
+async def test_other_dialects_are_refused(pool: AsyncConnectionPool) -> None:
+    with pytest.raises(exc.ArgumentError, match="mysql\\+asyncmy"):
+        sqlalchemy.create_engine("mysql+pymysql://", poolclass=AiopoolPool, aiopool=pool)
