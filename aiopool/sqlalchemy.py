@@ -115,7 +115,10 @@ class AiopoolPool(Pool):
     are not used (the aiopool's are).  ``timeout`` (``pool_timeout`` on the
     engine) is the acquire timeout, default the aiopool's own.  Check-in
     rolls back only an open transaction (aiopool's ``release``), so
-    ``reset_on_return`` defaults to ``None``.
+    ``reset_on_return`` defaults to ``None``.  ``pool_size``,
+    ``max_overflow``, ``recycle``, ``use_lifo`` and ``pre_ping=True`` are
+    taken only to be refused with ``UnsupportedArgument``, which names the
+    aiopool argument to use instead.
     """
 
     def __init__(
@@ -165,6 +168,9 @@ class AiopoolPool(Pool):
         # by _adopt, called from the record's constructor).
         self._incoming: Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Returns scheduled from outside the greenlet: the loop keeps tasks
+        # only weakly, so they are held here until done.
+        self._returning: set[asyncio.Task[None]] = set()
 
     @property
     def aiopool(self) -> AsyncConnectionPool:
@@ -320,6 +326,8 @@ class AiopoolPool(Pool):
     def _release_later(self, conn: Connection) -> None:
         assert self._loop is not None
         task = self._loop.create_task(self._aiopool.release(conn))
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
         task.add_done_callback(_log_failure)
 
     # ------------------------------------------------------------------ invalidation
