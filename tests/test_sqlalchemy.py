@@ -235,8 +235,8 @@ async def test_200_tasks_never_exceed_max_size(scratch: ScratchDatabase) -> None
 
 
 async def test_pool_timeout_is_sqlalchemy_timeout(scratch: ScratchDatabase) -> None:
-    async with AsyncConnectionPool(scratch.url, min_size=1, max_size=1, timeout=0.2) as p:
-        engine = create_async_engine(p)
+    async with AsyncConnectionPool(scratch.url, min_size=1, max_size=1) as p:
+        engine = create_async_engine(p, pool_timeout=0.2)
         async with engine.connect():
             with pytest.raises(exc.TimeoutError) as info:
                 async with engine.connect():
