@@ -70,8 +70,7 @@ class Ledger:
     __slots__ = (
         "_close",
         "_connect_s",
-        "_held_n",
-        "_held_s",
+        "_hold_mark",
         "_open",
         "_recheck",
         "backoff",
@@ -106,8 +105,8 @@ class Ledger:
         self.backoff = Backoff()
         # Demand figures for growth: running averages of connect and loan times.
         self._connect_s: float | None = None
-        self._held_s = 0.0
-        self._held_n = 0
+        # (usage seconds, returns) where the loan-time average's window starts.
+        self._hold_mark = (0.0, 0)
         self._open: OpenEffect = _ignore_open
         self._close: CloseEffect = _ignore_close
         self._recheck: RecheckEffect = _ignore_recheck
@@ -243,10 +242,7 @@ class Ledger:
         if slot is None:
             return None
         slot.conn = conn
-        held = now - slot.lent_at
-        self.counters.usage_s += held
-        self._held_s += held
-        self._held_n += 1
+        self.counters.usage_s += now - slot.lent_at
         if now >= slot.expires_at:
             self.retire(slot, self.expiry_reason(slot), now)
             return slot
@@ -273,10 +269,7 @@ class Ledger:
             return None
         del self.lent[slot.key]
         slot.conn = conn
-        held = now - slot.lent_at
-        self.counters.usage_s += held
-        self._held_s += held
-        self._held_n += 1
+        self.counters.usage_s += now - slot.lent_at
         return slot
 
     def put_back(self, slot: Slot, now: float) -> None:
@@ -404,10 +397,7 @@ class Ledger:
         connect = self._connect_s
         if connect is None:
             return 0
-        if self._held_n > _HOLD_WINDOW:
-            self._held_s /= 2
-            self._held_n //= 2
-        hold = self._held_s / self._held_n if self._held_n else None
+        hold = self._hold_estimate()
         served = 0
         for slot in self.lent.values():
             age = now - slot.lent_at
@@ -418,6 +408,28 @@ class Ledger:
             if remaining < connect:
                 served += 1 + int((connect - remaining) / max(per_loan, 1e-4))
         return served
+
+    def _hold_estimate(self) -> float | None:
+        """The average loan time over roughly the last ``_HOLD_WINDOW`` returns.
+
+        Read from the counters the hot path keeps anyway (total time lent,
+        hand-outs), so measuring it costs the hand-out nothing.
+        """
+        c = self.counters
+        returned = c.requests_num - c.requests_errors - len(self.lent)
+        used = c.usage_s
+        mark_used, mark_returned = self._hold_mark
+        if returned < mark_returned or used < mark_used:  # pop_stats() reset the counters
+            mark_used, mark_returned = 0.0, 0
+        n = returned - mark_returned
+        if n <= 0:
+            return None
+        average = (used - mark_used) / n
+        if n > 2 * _HOLD_WINDOW:
+            # Slide the window: keep the newest _HOLD_WINDOW returns' worth.
+            mark_used, mark_returned = used - average * _HOLD_WINDOW, returned - _HOLD_WINDOW
+        self._hold_mark = (mark_used, mark_returned)
+        return average
 
     def opener_connected(self, slot: Slot, connect_s: float, now: float) -> None:
         """An opener brought a connection: it takes the opener's place."""

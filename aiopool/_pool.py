@@ -222,6 +222,13 @@ class AsyncConnectionPool:
             leak_threshold=leak_threshold,
         )
         ledger.bind(open=self._opener.start, close=self._closer.close, recheck=self._opener.recheck)
+        # The hot paths call these bound methods directly, and test one flag
+        # each for the work a hand-out or return may have to report.
+        self._lend_fresh = ledger.lend_fresh
+        self._return_clean = ledger.return_clean
+        self._lend_hooks = False
+        self._return_hooks = False
+        self._listeners_changed()
 
         # The loop the pool was opened in, while it may be used; None turns
         # every fast path off (not open, closing, closed, forked).
@@ -495,16 +502,20 @@ class AsyncConnectionPool:
         # a fresh idle connection with nobody queued.  _loop is None when closed.
         loop = self._loop
         if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
-            conn = self._ledger.lend_fresh(monotonic())
+            conn = self._lend_fresh(monotonic())
             if conn is not None:
-                if self._track_origin:
-                    self._note_origin(conn)
-                if self._listeners.acquire:
-                    self._listeners.emit(
-                        self._listeners.acquire, AcquireEvent(self.name, 0.0, False)
-                    )
+                if self._lend_hooks:
+                    self._lent_now(conn, 0.0, False)
                 return conn
         return await self._acquire_slow(timeout)
+
+    def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
+        """What a hand-out reports, when leak tracking or an acquire listener wants it."""
+        if self._track_origin:
+            self._note_origin(conn)
+        if self._listeners.acquire:
+            event = AcquireEvent(self.name, waited, queued)
+            self._listeners.emit(self._listeners.acquire, event)
 
     async def _acquire_slow(self, timeout: float | None) -> Connection:
         loop = self._check_usable()
@@ -532,11 +543,8 @@ class AsyncConnectionPool:
         if queued:
             counters.requests_wait_ms += (now - start) * 1000.0
         conn = ledger.hand_out(slot, now)
-        if self._track_origin:
-            self._note_origin(conn)
-        if self._listeners.acquire:
-            event = AcquireEvent(self.name, now - start, queued)
-            self._listeners.emit(self._listeners.acquire, event)
+        if self._lend_hooks:
+            self._lent_now(conn, now - start, queued)
         return conn
 
     def _note_origin(self, conn: Connection) -> None:
@@ -601,26 +609,22 @@ class AsyncConnectionPool:
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
         """
-        result = conn._result
         # Fast path: open pool, no reset configured, and the connection clean
         # by the server's status flags: no round trip.  A socket that died
         # while lent is caught at the next hand-out or maintenance round; a
         # locally closed one (cancelled) here.
-        if (
-            self._fast_return
-            and conn.connected
-            and not conn.get_transaction_status()
-            and (result is None or not (result.unbuffered_active or result.has_next))
-        ):
-            now = monotonic()
-            slot = self._ledger.return_clean(conn, now)
-            if slot is None:
-                raise self._not_lent_error(conn)
-            if self._listeners.release:
-                held = now - slot.lent_at
-                event = ReleaseEvent(self.name, held, "closed" if slot.closing else "reused")
-                self._listeners.emit(self._listeners.release, event)
-            return
+        if self._fast_return and conn.connected and not conn.get_transaction_status():
+            result = conn._result
+            if result is None or not (result.unbuffered_active or result.has_next):
+                now = monotonic()
+                slot = self._return_clean(conn, now)
+                if slot is None:
+                    raise self._not_lent_error(conn)
+                if self._return_hooks:
+                    held = now - slot.lent_at
+                    event = ReleaseEvent(self.name, held, "closed" if slot.closing else "reused")
+                    self._listeners.emit(self._listeners.release, event)
+                return
         await self._return_slow(conn, None, None)
 
     async def _release_lease(
@@ -718,10 +722,16 @@ class AsyncConnectionPool:
     def add_listener(self, listener: object) -> None:
         """Tell ``listener`` about this pool's events from now on (see ``aiopool.events``)."""
         self._listeners.add(listener)
+        self._listeners_changed()
 
     def remove_listener(self, listener: object) -> None:
         """Stop telling ``listener``; ``ValueError`` if it is not registered."""
         self._listeners.remove(listener)
+        self._listeners_changed()
+
+    def _listeners_changed(self) -> None:
+        self._lend_hooks = self._track_origin or bool(self._listeners.acquire)
+        self._return_hooks = bool(self._listeners.release)
 
     # ------------------------------------------------------------------ stats and introspection
 
