@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._adapters import MYSQL_SERVER, PG_SERVER, Adapter, Endpoint
+from ._adapters import MYSQL_SERVER, PG_SERVER, Adapter, Contender, Endpoint, Unavailable
 from ._workloads import _pct
 
 _PROXY_SCRIPT = Path(__file__).with_name("_delayproxy.py")
 OPEN_TIMEOUT = 60.0
+# Medians over rounds in the bench summary, next to p50_ms and p99_ms.
+METRICS = ("warm", "opened", "pool_opened", "max_ms", "burst_ms")
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,10 @@ async def run_burst(
     server = pg if factory.backend == "pg" else mysql
     async with DelayProxy(server, cfg.connect_delay) as proxy:
         adapter = factory(cfg.max_size, min_size=cfg.min_size, endpoint=proxy.endpoint)
-        await asyncio.wait_for(adapter.open(), OPEN_TIMEOUT)
+        is_open = False
         try:
+            await asyncio.wait_for(adapter.open(), OPEN_TIMEOUT)
+            is_open = True
             await asyncio.sleep(cfg.settle)
             warm = await proxy.accepted()
             pool_warm = adapter.opened()
@@ -157,12 +161,21 @@ async def run_burst(
             after = await proxy.accepted()
             pool_after = adapter.opened()
         finally:
-            await asyncio.wait_for(adapter.close(), OPEN_TIMEOUT)
+            await _close(adapter, is_open)
     result.warm = warm
     result.opened = after - warm
     if pool_warm is not None and pool_after is not None:
         result.pool_opened = pool_after - pool_warm
     return result
+
+
+async def _close(adapter: Adapter, is_open: bool) -> None:
+    """Close the pool; after a failed open, try anyway (its tasks may be running)."""
+    try:
+        await asyncio.wait_for(adapter.close(), OPEN_TIMEOUT)
+    except Exception:
+        if is_open:
+            raise
 
 
 async def _burst(adapter: Adapter, cfg: BurstConfig) -> BurstResult:
@@ -203,10 +216,16 @@ async def _burst(adapter: Adapter, cfg: BurstConfig) -> BurstResult:
     )
 
 
-def row(result: BurstResult) -> dict[str, Any]:
-    """The run's fields for the bench's JSON (the per-request latencies left out)."""
-    from dataclasses import asdict
-
+async def run_row(contender: Contender, cfg: BurstConfig | None = None) -> dict[str, Any]:
+    """One W6 run for the bench's JSON (per-request latencies left out), or why not."""
+    try:
+        result = await run_burst(contender.factory, cfg)
+    except Unavailable as exc:
+        return {"skipped": str(exc).split(":")[0]}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
     out = asdict(result)
     out.pop("latencies_ms")
+    if result.errors or result.timed_out:
+        out["error"] = result.first_error or "burst timed out"
     return out
