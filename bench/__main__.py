@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "loops": list(loops),
             "workloads": args.workloads,
-            "burst": asdict(_burst.BurstConfig()),
+            "burst": _burst.settings(),
             "contenders": args.contender_names,
             "wall_seconds": None,
         },

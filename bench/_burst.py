@@ -47,11 +47,19 @@ class BurstConfig:
     max_size: int = 16
     # Bounds the whole burst: a pool that loses a request must not hang the bench.
     burst_timeout: float = 60.0
+    # Quiet time before and after the burst; None: two connects' worth plus 50 ms.
+    settle_s: float | None = None
 
     @property
     def settle(self) -> float:
-        """Quiet time before and after the burst: two connects' worth, plus slack."""
-        return 2 * self.connect_delay + 0.05
+        """Quiet time before and after the burst, so that connects in flight finish."""
+        return self.settle_s if self.settle_s is not None else 2 * self.connect_delay + 0.05
+
+
+def settings(cfg: BurstConfig | None = None) -> dict[str, Any]:
+    """The W6 shape for the bench's JSON, settle time included."""
+    cfg = cfg or BurstConfig()
+    return asdict(cfg) | {"settle": cfg.settle}
 
 
 @dataclass

@@ -294,7 +294,7 @@ def _burst_md(results: dict[str, Any]) -> list[str]:
         f"{b.get('connect_delay', 0) * 1e3:.0f} ms; {b.get('requests')} requests start at once, "
         f"each holds a connection {b.get('hold', 0) * 1e3:g} ms (no query) and gives it back. "
         "*Opened* = connections accepted at the proxy from the burst's start until "
-        f"{b.get('connect_delay', 0) * 2e3 + 50:.0f} ms after its last release; *pool says* = "
+        f"{b.get('settle', 0) * 1e3:.0f} ms after its last release; *pool says* = "
         "the pool's own count over the same span (aiopool and psycopg_pool: `connections_num`; "
         "SQLAlchemy: `connect` events; asyncmy, aiomysql: growth of `size`). Latency = request "
         "start to the end of its release. Medians over rounds.",
