@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import _report
+from . import _burst, _report
 from ._adapters import CONTENDER_KEYS, CONTENDERS, Adapter, Contender, Unavailable
 from ._env import MySQLMonitor, delta, machine, per_op, server_versions
 from ._startup import STARTERS, memory, startup
@@ -52,7 +52,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma list of {', '.join(CONTENDER_KEYS)}",
     )
     p.add_argument("--seconds", type=float, help="measured seconds per run (default 2)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.5)")
     p.add_argument(
         "--slice",
@@ -66,7 +66,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     args.seconds = args.seconds or (0.5 if args.quick else 2.0)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (0.2 if args.quick else 0.5)
     args.workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     bad = [w for w in args.workloads if w not in WORKLOADS]
@@ -190,7 +190,10 @@ async def _round(
             continue
         for contender in order:
             t0 = time.perf_counter()
-            res = await _run_one(contender, workload, args, mon)
+            if workload.op == "burst":
+                res = await _burst.run_row(contender)
+            else:
+                res = await _run_one(contender, workload, args, mon)
             runs.append(_run_row(rnd, loop_name, key, contender.name, res))
             print(
                 f"{tag} {contender.name:<18} {_brief(res)}  ({time.perf_counter() - t0:.1f} s)",
@@ -214,6 +217,8 @@ def _brief(res: dict[str, Any]) -> str:
         s += f"  max wait {res['wait_max_ms']:.1f} ms"
     if res.get("fairness") is not None:
         s += f"  fair {res['fairness']:.2f}"
+    if res.get("opened") is not None:
+        s += f"  opened {res['opened']} (pool says {res['pool_opened']})"
     return s
 
 
@@ -236,6 +241,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "wait_max_ms",
         "fair_cycles",
         "fairness",
+        *_burst.METRICS,
     )
     server = ("connections_opened", "statements_per_op", "commits_per_op", "rollbacks_per_op")
     for (loop, wl, name), rs in groups.items():
@@ -246,10 +252,10 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append(row)
             continue
         for m in metrics:
-            row[m] = _median([r[m] for r in ok])
+            row[m] = _median([r.get(m) for r in ok])
         for m in server:
             row[m] = _median([r["server"].get(m) for r in ok if r.get("server")])
-        row["latency_sampled"] = ok[0]["latency_sampled"]
+        row["latency_sampled"] = ok[0].get("latency_sampled", False)
         row["timed_out"] = any(r["timed_out"] for r in ok)
         errs = [r["error"] for r in rs if "error" in r]
         if errs:
@@ -307,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "loops": list(loops),
             "workloads": args.workloads,
+            "burst": _burst.settings(),
             "contenders": args.contender_names,
             "wall_seconds": None,
         },

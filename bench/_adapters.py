@@ -2,12 +2,17 @@
 
 Every adapter offers:
 
-* ``open()`` / ``close()``: start with exactly ``size`` ready connections;
+* ``open()`` / ``close()``: start with exactly ``min_size`` ready connections
+  (``size`` unless given), growing up to ``size``;
 * ``acquire()``: an async context manager yielding a handle with ``select1()``
   and ``sleep2ms()`` (borrow a connection, run one statement through a cursor
   and fetch its row, give the connection back);
 * ``raw_batch(n)``: ``n`` acquire+release pairs with no statement (W1), written
-  inline so the harness adds one coroutine call per batch, not per pair.
+  inline so the harness adds one coroutine call per batch, not per pair;
+* ``opened()``: how many connections the pool itself says it opened (W6).
+
+Each connects to its backend's ``Endpoint``: the server itself, or (W6) a
+proxy in front of it.
 
 Autocommit is left at each library's default; ``ON_RELEASE`` records what each
 one does when a connection goes back (the report also shows the server's own
@@ -18,13 +23,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
+from urllib.parse import quote
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}
-MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a contender connects, and as whom."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    db: str
+
+    def via(self, host: str, port: int) -> Endpoint:
+        """The same server and credentials, reached through ``host:port`` (a proxy)."""
+        return replace(self, host=host, port=port)
+
+    def mysql(self) -> dict[str, Any]:
+        """Keyword arguments for asyncmy/aiomysql ``connect`` and ``create_pool``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "db": self.db,
+        }
+
+    def url(self, scheme: str) -> str:
+        auth = quote(self.user, safe="") + ":" + quote(self.password, safe="")
+        return f"{scheme}://{auth}@{self.host}:{self.port}/{self.db}"
+
+    def conninfo(self) -> str:
+        """A libpq connection string (psycopg)."""
+        info = f"host={self.host} port={self.port} user={self.user} dbname={self.db}"
+        return info + (f" password={self.password}" if self.password else "")
+
+
+MYSQL_SERVER = Endpoint("127.0.0.1", 3306, "root", "", "test")
+PG_SERVER = Endpoint("127.0.0.1", 5432, "postgres", "", "test")
+MYSQL = MYSQL_SERVER.mysql()
+MYSQL_URL = MYSQL_SERVER.url("mysql")
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+PG_CONNINFO = PG_SERVER.conninfo()
 
 SELECT1 = "SELECT 1"
 MYSQL_SLEEP = "SELECT SLEEP(0.002)"
@@ -120,14 +163,23 @@ class Adapter:
     # workload -> task count when this contender runs it with other than the usual count
     tasks_for: ClassVar[dict[str, int]] = {}
     backend = "mysql"
-    workloads: frozenset[str] = frozenset({"W1", "W2", "W3", "W4", "W5"})
+    workloads: frozenset[str] = frozenset({"W1", "W2", "W3", "W4", "W5", "W6"})
     on_release = ""
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self, size: int, min_size: int | None = None, endpoint: Endpoint | None = None
+    ) -> None:
         self.size = size
+        self.min_size = size if min_size is None else min_size
+        default = PG_SERVER if self.backend == "pg" else MYSQL_SERVER
+        self.endpoint = endpoint or default
 
     async def open(self) -> None:
         raise NotImplementedError
+
+    def opened(self) -> int | None:
+        """Connections opened so far by the pool's own account (None: it keeps none)."""
+        return None
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -146,13 +198,17 @@ class AiopoolAdapter(Adapter):
         "`release()` rolls back an open transaction, else sends nothing"
     )
 
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
+    def __init__(
+        self, size: int, min_size: int | None = None, endpoint: Endpoint | None = None
+    ) -> None:
+        super().__init__(size, min_size, endpoint)
         try:
             from aiopool import AsyncConnectionPool
         except ImportError as exc:
             raise Unavailable(f"aiopool.AsyncConnectionPool not importable: {exc}") from None
-        self._pool = AsyncConnectionPool(MYSQL_URL, min_size=size, max_size=size, timeout=30.0)
+        self._pool = AsyncConnectionPool(
+            self.endpoint.url("mysql"), min_size=self.min_size, max_size=size, timeout=30.0
+        )
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
@@ -172,6 +228,10 @@ class AiopoolAdapter(Adapter):
     def stats(self) -> dict[str, Any]:
         return dict(self._pool.get_stats())
 
+    def opened(self) -> int | None:
+        """``connections_num``: connections opened successfully since ``open()``."""
+        return int(self._pool.get_stats()["connections_num"])
+
 
 class AsyncmyPoolAdapter(Adapter):
     name = "asyncmy"
@@ -180,7 +240,9 @@ class AsyncmyPoolAdapter(Adapter):
     async def open(self) -> None:
         import asyncmy
 
-        self._pool = await asyncmy.create_pool(minsize=self.size, maxsize=self.size, **MYSQL)
+        self._pool = await asyncmy.create_pool(
+            minsize=self.min_size, maxsize=self.size, **self.endpoint.mysql()
+        )
 
     async def close(self) -> None:
         self._pool.close()
@@ -195,6 +257,10 @@ class AsyncmyPoolAdapter(Adapter):
             conn = await pool.acquire()
             await pool.release(conn)
 
+    def opened(self) -> int | None:
+        """``size``: the connections it holds (it closes none unless broken or recycled)."""
+        return int(self._pool.size)
+
 
 class AiomysqlAdapter(AsyncmyPoolAdapter):
     name = "aiomysql"
@@ -203,7 +269,9 @@ class AiomysqlAdapter(AsyncmyPoolAdapter):
     async def open(self) -> None:
         import aiomysql
 
-        self._pool = await aiomysql.create_pool(minsize=self.size, maxsize=self.size, **MYSQL)
+        self._pool = await aiomysql.create_pool(
+            minsize=self.min_size, maxsize=self.size, **self.endpoint.mysql()
+        )
 
 
 class SQLAlchemyAdapter(Adapter):
@@ -211,15 +279,28 @@ class SQLAlchemyAdapter(Adapter):
     on_release = "pool reset-on-return: ROLLBACK (skipped when the Connection already ended it)"
 
     async def open(self) -> None:
+        from sqlalchemy import event
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        url = "mysql+asyncmy://root:@127.0.0.1:3306/test"
-        self._engine = create_async_engine(url, pool_size=self.size, max_overflow=0)
-        # The engine's pool is lazy: check out ``size`` connections at once so
+        self._engine = create_async_engine(
+            self.endpoint.url("mysql+asyncmy"),
+            pool_size=self.min_size,
+            max_overflow=self.size - self.min_size,
+        )
+        self._connects = 0
+        event.listen(self._engine.sync_engine, "connect", self._count_connect)
+        # The engine's pool is lazy: check out ``min_size`` connections at once so
         # every contender starts with the same number of open connections.
-        conns = [self._engine.connect() for _ in range(self.size)]
+        conns = [self._engine.connect() for _ in range(self.min_size)]
         await asyncio.gather(*(c.start() for c in conns))
         await asyncio.gather(*(c.close() for c in conns))
+
+    def _count_connect(self, *_: object) -> None:
+        self._connects += 1
+
+    def opened(self) -> int | None:
+        """DBAPI connections created (the ``connect`` pool event; overflow ones close on return)."""
+        return self._connects
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -284,7 +365,7 @@ class BareAsyncmyAdapter(Adapter):
     async def open(self) -> None:
         import asyncmy
 
-        self._conns = [await asyncmy.connect(**MYSQL) for _ in range(self.size)]
+        self._conns = [await asyncmy.connect(**self.endpoint.mysql()) for _ in range(self.size)]
         self._handles = [_Bare(_MySQLHandle(c)) for c in self._conns]
         self._by_task: dict[object, _Bare] = {}
 
@@ -322,19 +403,21 @@ class ConnectPerRequestAdapter(Adapter):
 
     async def open(self) -> None:
         self._sem = asyncio.Semaphore(self.size)
+        self._kwargs = self.endpoint.mysql()
 
     async def close(self) -> None:
         return None
 
     def acquire(self) -> Any:
-        return _ConnectOnce(self._sem)
+        return _ConnectOnce(self._sem, self._kwargs)
 
 
 class _ConnectOnce:
-    __slots__ = ("_conn", "_sem")
+    __slots__ = ("_conn", "_kwargs", "_sem")
 
-    def __init__(self, sem: asyncio.Semaphore) -> None:
+    def __init__(self, sem: asyncio.Semaphore, kwargs: dict[str, Any]) -> None:
         self._sem = sem
+        self._kwargs = kwargs
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
@@ -342,7 +425,7 @@ class _ConnectOnce:
 
         await self._sem.acquire()
         try:
-            self._conn = await asyncmy.connect(**MYSQL)
+            self._conn = await asyncmy.connect(**self._kwargs)
         except BaseException:
             self._sem.release()
             raise
@@ -358,12 +441,15 @@ class _ConnectOnce:
 class AsyncpgAdapter(Adapter):
     name = "asyncpg (PG)"
     backend = "pg"
+    workloads = frozenset({"W1", "W2", "W3", "W4", "W5"})
     on_release = "reset query on every release (unlock advisory, CLOSE ALL, UNLISTEN, RESET ALL)"
 
     async def open(self) -> None:
         import asyncpg
 
-        self._pool = await asyncpg.create_pool(PG_DSN, min_size=self.size, max_size=self.size)
+        self._pool = await asyncpg.create_pool(
+            self.endpoint.url("postgresql"), min_size=self.min_size, max_size=self.size
+        )
 
     async def close(self) -> None:
         await self._pool.close()
@@ -390,9 +476,13 @@ class PsycopgAdapter(Adapter):
         from psycopg_pool import AsyncConnectionPool
 
         self._pool = AsyncConnectionPool(
-            PG_CONNINFO, min_size=self.size, max_size=self.size, open=False
+            self.endpoint.conninfo(), min_size=self.min_size, max_size=self.size, open=False
         )
         await self._pool.open(wait=True)
+
+    def opened(self) -> int | None:
+        """``connections_num`` from ``get_stats()``: connections opened since ``open()``."""
+        return int(self._pool.get_stats().get("connections_num", 0))
 
     async def close(self) -> None:
         await self._pool.close()

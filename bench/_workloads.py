@@ -40,7 +40,7 @@ class Workload:
     key: str
     title: str
     tasks: int
-    op: str  # "raw", "select1" or "sleep2ms"
+    op: str  # "raw", "select1", "sleep2ms" or "burst"
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -51,6 +51,8 @@ WORKLOADS: dict[str, Workload] = {
         Workload("W3", "SELECT 1, 64 tasks", 64, "select1"),
         Workload("W4", "SELECT 1, 1000 tasks", 1000, "select1"),
         Workload("W5", "SELECT SLEEP(0.002), 200 tasks", 200, "sleep2ms"),
+        # Runs through bench/_burst.py, not the loops below.
+        Workload("W6", "burst: 200 loans of 2 ms, pools 4..16, 100 ms connects", 200, "burst"),
     )
 }
 
