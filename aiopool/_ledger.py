@@ -189,7 +189,7 @@ class Ledger:
     def enqueue(self, waiter: Waiter, now: float) -> None:
         """A request must wait: queue it, serve it from idle if possible, maybe grow."""
         self.waiters.append(waiter)
-        self._serve_waiters_from_idle()
+        self._serve_waiters_from_idle(now)
         self.grow(now)
 
     def give_up(self, waiter: Waiter, now: float) -> None:
@@ -214,17 +214,21 @@ class Ledger:
         slot.conn = None
         return conn
 
-    def _serve_waiters_from_idle(self) -> None:
+    def _serve_waiters_from_idle(self, now: float) -> None:
         while self.idle and self.waiters:
             slot = self.idle.pop()
-            if not self._lend_to_waiter(slot):
+            if not self._lend_to_waiter(slot, now):
                 self.idle.append(slot)
                 return
 
-    def _lend_to_waiter(self, slot: Slot) -> bool:
+    def _lend_to_waiter(self, slot: Slot, now: float) -> bool:
         """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
         self.lent[slot.key] = slot
         if self.waiters.hand_off(slot):
+            # The loan starts now (hand_out sets it again when the waiter
+            # wakes): growth reads loan ages, and the previous loan's start
+            # would make this one look long.
+            slot.lent_at = now
             return True
         del self.lent[slot.key]
         return False
@@ -242,14 +246,15 @@ class Ledger:
         if slot is None:
             return None
         slot.conn = conn
-        self.counters.usage_s += now - slot.lent_at
+        held = slot.held = now - slot.lent_at
+        self.counters.usage_s += held
         if now >= slot.expires_at:
             self.retire(slot, self.expiry_reason(slot), now)
             return slot
         slot.idle_since = now
         fresh = now + self.check_after
         slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
-        if not self.waiters or not self._lend_to_waiter(slot):
+        if not self.waiters or not self._lend_to_waiter(slot, now):
             if self.keep_idle:
                 self.idle.append(slot)
             else:
@@ -269,7 +274,8 @@ class Ledger:
             return None
         del self.lent[slot.key]
         slot.conn = conn
-        self.counters.usage_s += now - slot.lent_at
+        held = slot.held = now - slot.lent_at
+        self.counters.usage_s += held
         return slot
 
     def put_back(self, slot: Slot, now: float) -> None:
@@ -284,7 +290,7 @@ class Ledger:
             self.retire(slot, "drain", now)
         elif self.size > self.limits.max_size:
             self.retire(slot, "resize", now)
-        elif self.waiters and self._lend_to_waiter(slot):
+        elif self.waiters and self._lend_to_waiter(slot, now):
             pass
         elif self.keep_idle:
             self.idle.append(slot)
@@ -377,27 +383,43 @@ class Ledger:
         uncovered = len(self.waiters) - self.opening
         if uncovered <= 0:
             return below_min
-        coming_back = self._returns_before_connect(now)
+        connect = self._connect_s
+        if connect is None:
+            return max(below_min, uncovered)  # nothing known yet: grow
+        hold = self._hold_estimate()
+        coming_back = self._returns_before_connect(now, connect, hold)
+        recheck = max(_MIN_RECHECK, connect / 2)
         if coming_back >= uncovered:
             # Returns will serve them sooner than a new connection could: look
             # again later, when the loans' ages say more.
-            connect = self._connect_s or 0.0
-            self._recheck(max(_MIN_RECHECK, connect / 2))
+            self._recheck(recheck)
             return below_min
-        return max(below_min, uncovered - coming_back)
+        need = uncovered - coming_back
+        if hold is None:
+            # No loan has ended yet: too little to go on (a loop stalled by a
+            # burst makes every loan look old), so grow one connection at a
+            # time, psycopg_pool's way, until returns say how long loans last.
+            # Each new connection asks again, so long loans still grow at
+            # connect speed.
+            need = min(need, 1 - self.opening)
+            self._recheck(recheck)
+        else:
+            # Enough connections to serve the rest of the backlog within about
+            # one more connect time, counting those lent now, which keep
+            # serving too: a backlog of short loans gets one or two, long
+            # loans get one each.
+            enough = math.ceil(need * hold / connect) - len(self.lent)
+            need = min(need, max(1, enough))
+        return max(below_min, need)
 
-    def _returns_before_connect(self, now: float) -> int:
+    def _returns_before_connect(self, now: float, connect: float, hold: float | None) -> int:
         """How many waiters the lent connections will serve before a new one is open.
 
         A loan is expected to last the average loan time; one already older
         than that is expected to last about as long again as it has (a long
         loan tends to go on), so overrunning loans stop counting and the pool
-        grows.  With no connect time known yet, nothing is counted: grow.
+        grows.
         """
-        connect = self._connect_s
-        if connect is None:
-            return 0
-        hold = self._hold_estimate()
         served = 0
         for slot in self.lent.values():
             age = now - slot.lent_at
@@ -416,7 +438,8 @@ class Ledger:
         hand-outs), so measuring it costs the hand-out nothing.
         """
         c = self.counters
-        returned = c.requests_num - c.requests_errors - len(self.lent)
+        # Requests counted at their start: those still waiting or lent have not returned.
+        returned = c.requests_num - c.requests_errors - len(self.lent) - len(self.waiters)
         used = c.usage_s
         mark_used, mark_returned = self._hold_mark
         if returned < mark_returned or used < mark_used:  # pop_stats() reset the counters

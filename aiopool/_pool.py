@@ -51,7 +51,7 @@ from ._stats import PoolStats
 from ._tasks import TaskSet
 from ._waiters import Waiter, expire_waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
-from .events import AcquireEvent, ReleaseEvent, TimeoutEvent
+from .events import AcquireEvent, ReleaseEvent, ReleaseOutcome, TimeoutEvent
 
 __all__ = ["AsyncConnectionPool", "ConnectionContext"]
 
@@ -621,8 +621,8 @@ class AsyncConnectionPool:
                 if slot is None:
                     raise self._not_lent_error(conn)
                 if self._return_hooks:
-                    held = now - slot.lent_at
-                    event = ReleaseEvent(self.name, held, "closed" if slot.closing else "reused")
+                    outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
+                    event = ReleaseEvent(self.name, slot.held, outcome)
                     self._listeners.emit(self._listeners.release, event)
                 return
         await self._return_slow(conn, None, None)
@@ -655,7 +655,7 @@ class AsyncConnectionPool:
         slot = self._ledger.take_back(conn, now, lease)
         if slot is None:
             raise self._not_lent_error(conn)
-        work = self._returner.finish(slot, now - slot.lent_at, exc)
+        work = self._returner.finish(slot, slot.held, exc)
         task = self._tasks.spawn(work, functools.partial(self._closer.reclaim, slot))
         await asyncio.shield(task)
 

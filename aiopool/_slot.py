@@ -29,6 +29,7 @@ class Slot:
         "fresh_until",
         "generation",
         "idle_since",
+        "held",
         "key",
         "lent_at",
         "origin",
@@ -63,6 +64,8 @@ class Slot:
         self.idle_since = now
         # When the current loan started; also tells one loan from the next.
         self.lent_at = now
+        # How long the last finished loan lasted (for listeners).
+        self.held = 0.0
         # Where the current loan was taken, kept only when leak tracking is on.
         self.origin: str | None = None
         self.warned = False

@@ -293,9 +293,37 @@ def test_growth_waits_for_short_loans_and_follows_long_ones() -> None:
             ledger.enqueue(w, 30.0)
         assert opened == [], "five 2 ms loans are served long before a 150 ms connect"
         assert rechecks, "but growth is looked at again later"
-        # The loan runs on for a second: it is long after all, so the pool grows.
+        # The loan runs on for a second: it will not come back soon, so the pool
+        # grows; five 2 ms loans are work for one new connection, not five.
         ledger.grow(31.0)
-        assert len(opened) == 5
+        assert len(opened) == 1
+    finally:
+        loop.close()
+
+
+def test_long_loans_get_a_connection_each() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        opened: list[int] = []
+        ledger = Ledger(limits(1, 10))
+        ledger.bind(open=opened.append, close=lambda *a: None, recheck=lambda d: None)
+        ledger.start(0.0)
+        slot = Slot(FakeConn(), 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
+        ledger.opener_connected(slot, 0.005, 0.005)  # connecting takes 5 ms
+        opened.clear()
+        # The pool counts each request as it starts (as _acquire_slow does).
+        ledger.counters.requests_num += 11
+        for i in range(5):  # loans of 500 ms have been seen
+            taken = ledger.take_idle()
+            assert taken is not None
+            conn = ledger.hand_out(taken, 1.0 + i)
+            ledger.return_clean(conn, 1.5 + i)
+        taken = ledger.take_idle()
+        assert taken is not None
+        ledger.hand_out(taken, 10.0)
+        for _ in range(5):
+            ledger.enqueue(loop.create_future(), 10.0)
+        assert len(opened) == 5, "each waiter's 500 ms loan is worth its own connection"
     finally:
         loop.close()
 
