@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -68,9 +68,18 @@ SleepMs = Annotated[int, Query(ge=0, le=1000, description="server time of the qu
 
 
 def create_app(
-    url: str = URL, *, min_size: int = 2, max_size: int = 10, timeout: float = 10.0
+    url: str = URL,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout: float = 10.0,
+    on_pool: Callable[[AsyncConnectionPool], object] | None = None,
 ) -> FastAPI:
-    """The application; nothing is opened until uvicorn runs its lifespan."""
+    """The application; nothing is opened until uvicorn runs its lifespan.
+
+    ``on_pool`` is called with the pool before it opens (to export its metrics,
+    say: see examples/metrics_app.py).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +87,8 @@ def create_app(
             url, min_size=min_size, max_size=max_size, timeout=timeout, name="fastapi-example"
         )
         app.state.pool = pool
+        if on_pool is not None:
+            on_pool(pool)
         async with pool:  # opens min_size connections, closes the pool on shutdown
             await create_visits_table(pool)
             yield

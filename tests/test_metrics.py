@@ -623,6 +623,44 @@ async def test_otel_histograms_from_a_pool(server: FakeServer) -> None:
     assert points(metrics[n.OTEL_TIMEOUTS]) == {pool_attr("p"): 1}
 
 
+# ------------------------------------------------------------------ a real server
+
+
+@needs_events
+async def test_both_exporters_on_a_real_server(database_url: str) -> None:
+    """One pool on MariaDB, exported both ways: the same events in both histograms."""
+    registry = CollectorRegistry()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    pool = AsyncConnectionPool(database_url, name="real", min_size=1, max_size=2, timeout=10)
+    prometheus.register(pool, registry)
+    try:
+        with otel.instrument(pool, provider):
+            async with pool:
+                for _ in range(3):  # each loan holds its connection through SLEEP(0.06)
+                    async with pool.connection() as conn:
+                        async with conn.cursor() as cur:
+                            await cur.execute("SELECT SLEEP(0.06)")
+                            await cur.fetchall()
+                await settle(pool)
+                stats = pool.get_stats()
+                metrics = read_otel(reader)
+                text = generate_latest(registry).decode()
+    finally:
+        provider.shutdown()
+    opened = stats.connections_num
+    assert opened >= 1
+    _, wait_count, _ = prom_histogram(text, n.PROM_WAIT_HISTOGRAM, "real")
+    use, use_count, _ = prom_histogram(text, n.PROM_USE_HISTOGRAM, "real")
+    _, create_count, _ = prom_histogram(text, n.PROM_CREATE_HISTOGRAM, "real")
+    assert wait_count == use_count == 3 and create_count == opened
+    assert use[0.05] == 0 and use[math.inf] == 3  # every loan lasted >= 60 ms
+    assert otel_histogram(metrics[n.OTEL_WAIT_TIME], "real").count == 3
+    otel_use = otel_histogram(metrics[n.OTEL_USE_TIME], "real")
+    assert otel_use.count == 3 and sum(otel_use.bucket_counts[: BOUNDS.index(0.05) + 1]) == 0
+    assert otel_histogram(metrics[n.OTEL_CREATE_TIME], "real").count == opened
+
+
 # ------------------------------------------------------------------ secrets, imports
 
 
