@@ -23,6 +23,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from aiopool import AsyncConnectionPool, Connection
 
 URL = os.environ.get("AIOPOOL_URL", "mysql://root:@127.0.0.1:3306/test")
+POOL_NAME = "fastapi-example"
+"""The pool's name: the ``pool`` label of its metrics."""
 POOL_WAIT_HEADER = "X-Pool-Wait-Ms"
 """Response header: how long this request waited for its connection, in milliseconds."""
 
@@ -84,7 +86,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, name="fastapi-example"
+            url, min_size=min_size, max_size=max_size, timeout=timeout, name=POOL_NAME
         )
         app.state.pool = pool
         if on_pool is not None:

@@ -331,6 +331,7 @@ def test_anyio_taskgroup_leaves_pool_whole(database_url: str) -> None:
         pytest.param(["--clients", "50", "--requests", "500", "--max-size", "3"], id="small"),
     ],
 )
+@needs_events  # the demo serves examples/metrics_app.py and reads its wait histogram
 def test_demo_runs_and_reports(database_url: str, args: list[str]) -> None:
     result = run_example(database_url, "examples/demo.py", *args, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -348,5 +349,13 @@ def test_demo_runs_and_reports(database_url: str, args: list[str]) -> None:
         "server stopped",
     }, result.stdout
     assert lines["errors"].split()[-1] == "0"
+    # The pool-wait percentiles come from the histogram: one observation per hand-out,
+    # the requests' and the lifespan's CREATE TABLE check.
+    handouts = re.search(
+        r"aiopool_connection_wait_seconds, ([\d,]+) hand-outs", lines["pool wait p50 / p99"]
+    )
+    assert handouts is not None, lines["pool wait p50 / p99"]
+    requests = int(lines["requests"].split()[0].replace(",", ""))
+    assert int(handouts[1].replace(",", "")) == requests + 1 > 1
     assert "exit code 0, pool closed, 0 in use" in lines["server stopped"]
     assert "req/s" in result.stderr, "no progress lines on stderr"
