@@ -1,18 +1,18 @@
 """`make demo`: the FastAPI example under a burst of concurrent HTTP clients.
 
-Starts the app from examples/fastapi_app.py with uvicorn on a free loopback
-port, in a child process (so the server and the load generator do not share a
-core), sends a bounded burst of requests (4,000, or 15 s) from many more
-concurrent httpx clients than the pool has connections, shows live progress on
-stderr, then prints a summary: throughput, latency, how long requests waited
-for a connection and what the pool did. The pool-wait percentiles come from the
-aiopool_connection_wait_seconds histogram that the pool's Prometheus listener
-filled (one observation per hand-out, from the pool's AcquireEvent.wait_s),
-read from the app's /metrics (examples/metrics_app.py) the way Prometheus's
-histogram_quantile() reads it. The server stops when
-the demo closes its stdin, so it never outlives the demo. Exits 1 if any
-request failed, the pool ever grew past max_size, or the server did not stop
-cleanly with its pool closed.
+Starts the FastAPI example with /metrics (examples/metrics_app.py) under
+uvicorn on a free loopback port, in a child process (so the server and the
+load generator do not share a core), sends a bounded burst of requests (4,000,
+or 15 s) from many more concurrent httpx clients than the pool has
+connections, shows live progress on stderr, then prints a summary: throughput,
+latency, how long requests waited for a connection and what the pool did. The
+pool-wait percentiles come from the aiopool_connection_wait_seconds histogram
+that the pool's Prometheus listener filled (one observation per hand-out, the
+pool's AcquireEvent.wait_s), read from /metrics and interpolated the way
+PromQL's histogram_quantile() does. The server stops when the demo closes its
+stdin, so it never outlives the demo. Exits 1 if any request failed, the pool
+ever grew past max_size, or the server did not stop cleanly with its pool
+closed.
 
     AIOPOOL_URL=mysql://root:@127.0.0.1:3306/test python examples/demo.py [--clients 200]
 """
