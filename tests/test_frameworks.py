@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiopool import AsyncConnectionPool, PoolStats
+from tests.support.realdb import ScratchDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -205,9 +206,9 @@ def histograms(text: str, pool: str) -> dict[str, dict[str, float]]:
 
 
 @needs_events
-async def test_metrics_app_histograms_count_the_requests(database_url: str) -> None:
+async def test_metrics_app_histograms_count_the_requests(scratch: ScratchDatabase) -> None:
     registry = CollectorRegistry()
-    app = metrics_app.create_app(database_url, min_size=1, max_size=MAX_SIZE, registry=registry)
+    app = metrics_app.create_app(scratch.url, min_size=1, max_size=MAX_SIZE, registry=registry)
     requests = 8
     async with asyncio.timeout(60):
         async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base) as http:
@@ -235,7 +236,7 @@ async def test_metrics_app_histograms_count_the_requests(database_url: str) -> N
 
 
 @needs_events
-async def test_metrics_app_module_level_app_under_uvicorn(database_url: str) -> None:
+async def test_metrics_app_module_level_app_under_uvicorn(scratch: ScratchDatabase) -> None:
     """``uvicorn metrics_app:app``, as its docstring says, over real HTTP."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -245,7 +246,7 @@ async def test_metrics_app_module_level_app_under_uvicorn(database_url: str) -> 
         "--app-dir", str(EXAMPLES), "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning",
     ]  # fmt: skip
-    env = {**os.environ, "AIOPOOL_URL": database_url}
+    env = {**os.environ, "AIOPOOL_URL": scratch.url}
     server = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
