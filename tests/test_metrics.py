@@ -30,7 +30,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.metrics.export import Histogram as OtelHistogram
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiopool import AsyncConnectionPool, PoolStats, PoolTimeout
@@ -356,6 +356,23 @@ async def test_prometheus_unregister_takes_the_listener_off(server: FakeServer) 
     prometheus.register(pool, registry)
     pool.remove_listener(prom_listener(collector, pool))
     prometheus.unregister(pool, registry)
+
+
+async def test_prometheus_register_refused_leaves_no_listener(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = CollectorRegistry()
+    Histogram(n.PROM_WAIT_HISTOGRAM, "someone else's", registry=registry)
+    pool = fake_pool(server, name="p")
+    added: list[object] = []
+    removed: list[object] = []
+    add, remove = pool.add_listener, pool.remove_listener
+    monkeypatch.setattr(pool, "add_listener", lambda obj: (added.append(obj), add(obj))[1])
+    monkeypatch.setattr(pool, "remove_listener", lambda obj: (removed.append(obj), remove(obj))[1])
+    with pytest.raises(ValueError, match="Duplicated"):
+        prometheus.register(pool, registry)
+    assert len(added) == 1 and removed == added
+    assert "aiopool_connections" not in generate_latest(registry).decode()
 
 
 @needs_events

@@ -285,7 +285,11 @@ def register(pool: AsyncConnectionPool, registry: CollectorRegistry = REGISTRY) 
         collector = _collectors.get(registry)
         if collector is None:
             collector = PoolCollector(pool)
-            registry.register(collector)
+            try:
+                registry.register(collector)
+            except BaseException:
+                collector.remove(pool)  # and its listener: nothing would read it
+                raise
             _collectors[registry] = collector
         else:
             collector.add(pool)
