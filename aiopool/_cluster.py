@@ -25,18 +25,21 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Self
 
 from ._cluster_conn import ClusterConnection
+from ._cluster_graph import Decision, decide
 from ._cluster_node import ClusterNode, NodeInfo
-from ._cluster_probe import NodeRole, NodeState, Probe, classify, read_node_status
+from ._cluster_probe import NodeRole, NodeState, Probe, read_node_status
+from ._cluster_report import report
 from ._cluster_url import check_node_kwargs, split_cluster_url
+from ._cluster_watch import watching
 from ._config import ConnectOptions, _check_duration
 from ._health import _mysql_errors, errno_of, is_fatal_connect_error
-from ._opening import _default_factory
+from ._opener import default_factory
 from ._pool import AsyncConnectionPool
 from ._protocols import Connection, ConnectionFactory
 from .errors import PoolClosed, PoolTimeout, WrongEventLoop
@@ -64,8 +67,6 @@ _POOL_PARAMETERS = frozenset(inspect.signature(AsyncConnectionPool.__init__).par
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
 
 
-
-
 class ClusterPool:
     """Connection pools for a replication or Galera cluster, with read/write routing.
 
@@ -79,6 +80,12 @@ class ClusterPool:
       the least busy healthy replica, else a Synced Galera node, else the
       primary.  With no node for the role, it waits up to ``timeout`` and
       then raises ``PoolTimeout`` naming the missing role.
+    * The primary is proven from the replication graph, not from
+      ``read_only`` alone (``_cluster_graph``): a server replicating from
+      another member is a replica even if writable; of several writable
+      servers replicating from nobody, the one the others follow is the
+      primary and the rest are fenced (no writes, no reads); when the graph
+      cannot tell, writes are refused (``PoolTimeout`` names the candidates).
     * ``refresh_interval``: seconds between re-reads of every node's role and
       health (``@@read_only``, Galera's ``wsrep_*`` status, replica lag);
       ``probe_timeout`` bounds each (default ``max(2, refresh_interval)``,
@@ -135,9 +142,12 @@ class ClusterPool:
         self.name: str = name or _default_name(options[0].kwargs, addresses)
         """The cluster's name in logs and errors (never shows the password)."""
         self._probe: Probe = probe or read_node_status
-        self._factory: ConnectionFactory = pool_kwargs.get("connection_factory") or _default_factory
-        self._nodes: tuple[ClusterNode, ...] = tuple(
-            ClusterNode(
+        self._factory: ConnectionFactory = pool_kwargs.pop("connection_factory", None) or (
+            default_factory
+        )
+        nodes = []
+        for address, opts in zip(addresses, options, strict=True):
+            node = ClusterNode(
                 self.name,
                 address,
                 AsyncConnectionPool(
@@ -146,13 +156,16 @@ class ClusterPool:
                     max_size=max_size,
                     timeout=timeout,
                     name=None if name is None else f"{name}[{address}]",
+                    # Every user connection reports the wrong-node and
+                    # connection errors it sees, even those user code catches.
+                    connection_factory=watching(self._factory, self._error_sink(address)),
                     **pool_kwargs,
                 ),
                 # Autocommit: a probe must never hold a snapshot or a transaction open.
                 {**opts.kwargs, "autocommit": True},
             )
-            for address, opts in zip(addresses, options, strict=True)
-        )
+            nodes.append(node)
+        self._nodes: tuple[ClusterNode, ...] = tuple(nodes)
         self._writers: tuple[ClusterNode, ...] = ()
         self._readers: tuple[ClusterNode, ...] = ()
         self._turn = 0  # rotates ties between equally busy nodes
@@ -165,7 +178,9 @@ class ClusterPool:
         self._round_done: asyncio.Event | None = None
         self._rounds = 0
         self._in_round = False
-        self._warned_two_primaries = False
+        self._decision: Decision | None = None
+        self._refused: str | None = None  # why writes are refused, while they are
+        self._warned_refused: str | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -300,8 +315,9 @@ class ClusterPool:
         and for the replica to catch up.
 
         A wrong-node error (1290, 1792, 1036, 1047) or a lost connection
-        raised in the block marks the node for an immediate re-check and is
-        re-raised; the statement is never re-run.
+        seen in the block marks the node for an immediate re-check, even when
+        the block's code catches it; raised ones are re-raised, and the
+        statement is never re-run.
         """
         return ClusterConnection(self, readonly, after, timeout)
 
@@ -362,7 +378,11 @@ class ClusterPool:
 
     def _no_node_message(self, write: bool, waited: float) -> str:
         role = "writable node (primary)" if write else "readable node (replica or primary)"
-        return f"cluster {self.name!r}: no {role} after {waited:.2f} s; " + self._describe_nodes()
+        refused = f"writes are refused: {self._refused}; " if self._refused else ""
+        return (
+            f"cluster {self.name!r}: no {role} after {waited:.2f} s; {refused}"
+            + self._describe_nodes()
+        )
 
     def _describe_nodes(self) -> str:
         parts = []
@@ -371,8 +391,18 @@ class ClusterPool:
             parts.append(f"{node.name} {node.role}/{node.state}" + (f" ({why})" if why else ""))
         return "nodes: " + ", ".join(parts)
 
+    def _error_sink(self, address: object) -> Callable[[BaseException], None]:
+        def sink(exc: BaseException) -> None:
+            node = next((n for n in self._nodes if n.address is address), None)
+            if node is not None and self._state == _OPEN:
+                self._note_error(node, exc)
+
+        return sink
+
     def _note_error(self, node: ClusterNode, exc: BaseException) -> None:
         """Classify an error a borrower saw on ``node``; mark the node if it says so."""
+        if exc is node.last_exc:
+            return  # seen when raised, and now again as the block's exception
         code = errno_of(exc) if isinstance(exc, _mysql_errors().MySQLError) else None
         if code in WRONG_NODE_ERRNOS:
             state = NodeState.SUSPECT
@@ -388,28 +418,33 @@ class ClusterPool:
     # ------------------------------------------------------------------ routing state
 
     def _recompute(self) -> None:
-        """Rebuild the candidate tuples from every node's state, and wake waiters."""
+        """Decide every node's verdict from the replication graph, rebuild the
+        candidate tuples, and wake waiters."""
         nodes = self._nodes
-        primaries = sorted(
-            (n for n in nodes if n.writable and n.role is NodeRole.PRIMARY),
-            key=lambda n: n.writable_since,
-        )
-        if len(primaries) > 1 and not self._warned_two_primaries:
-            logger.warning(
-                "cluster %r: %d writable primaries (%s); writes stay on %s, the one "
-                "writable longest",
-                self.name,
-                len(primaries),
-                ", ".join(n.name for n in primaries),
-                primaries[0].name,
-            )
-        self._warned_two_primaries = len(primaries) > 1
+        decision = decide([n.member() for n in nodes], self._max_lag)
+        for node in nodes:
+            node.source = decision.sources.get(node.name)
+            verdict = decision.verdicts.get(node.name)
+            if verdict is not None:
+                node.settle(verdict)
+        self._decision = decision
+        self._refused = decision.refused
+        primary = next((n for n in nodes if n.name == decision.primary and n.writable), None)
         galera_writers = tuple(n for n in nodes if n.writable and n.role is NodeRole.GALERA)
-        self._writers = tuple(primaries[:1]) or galera_writers
+        self._writers = (primary,) if primary is not None else galera_writers
         replicas = tuple(n for n in nodes if n.readable and n.role is NodeRole.REPLICA)
         galera = tuple(n for n in nodes if n.readable and n.role is NodeRole.GALERA)
         self._readers = replicas or galera or self._writers
         self._signal_change()
+
+    def _report(self) -> None:
+        """Warn once per episode, from a whole round's probes (a round's probes
+        arrive one by one, and a half-updated graph can look wrong for a moment).
+        """
+        if self._decision is not None:
+            self._warned_refused = report(
+                self.name, self._nodes, self._decision, self._warned_refused
+            )
 
     def _signal_change(self) -> None:
         changed = self._changed
@@ -433,6 +468,7 @@ class ClusterPool:
                 # A bug in one round must not stop the monitor for good.
                 logger.exception("cluster %r: refreshing the nodes failed", self.name)
             self._in_round = False
+            self._report()
             self._rounds += 1
             done.set()
             done.clear()
@@ -454,7 +490,8 @@ class ClusterPool:
         else:
             if node.epoch != epoch:
                 return  # an error marked it meanwhile; the woken next round decides
-            changed = node.apply(classify(status, self._max_lag), status.lag)
+            node.observe(status)
+            changed = True  # another node's verdict may depend on this one's status
         if changed:
             self._recompute()
 

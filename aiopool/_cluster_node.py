@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
+from ._cluster_graph import Member
 from ._cluster_probe import Classified, NodeRole, NodeState, NodeStatus, Probe
 from ._cluster_url import NodeAddress
 from ._health import close_hard, close_politely, is_broken
@@ -54,6 +54,11 @@ class NodeInfo:
     """Seconds since the last successful probe; None if it never answered."""
     stats: PoolStats
     """The node pool's ``get_stats()``."""
+    server_id: int | None = None
+    """Its ``@@server_id`` (the last one it reported)."""
+    replicates_from: str | None = None
+    """The member it replicates from (``host:port``), or the source's address
+    marked ``(outside the cluster)`` or ``(not identified)``; None if none."""
 
 
 class Watch:
@@ -103,9 +108,15 @@ class ClusterNode:
         self.last_error: str | None = None
         self.last_exc: BaseException | None = None
         self.checked_at: float | None = None
-        # Since when it has been writable: with two writable primaries the
-        # one writable longest keeps the writes (no flip-flopping).
-        self.writable_since = math.inf
+        # The latest probe (None once a probe failed): the graph decision
+        # reads every node's.  An error mark takes the node out of service
+        # until the next probe, but leaves its status in the graph.
+        self.status: NodeStatus | None = None
+        self.server_id: int | None = None
+        self.marked = False
+        self.source: str | None = None
+        self.warned_writable = False
+        self.warned_fenced = False
         self.busy = 0  # cluster requests on this node now: waiting in its pool or holding
         # Bumped by every error mark: a probe that started before the mark
         # read the node before the error and must not overrule it.
@@ -119,10 +130,23 @@ class ClusterNode:
         """Whether a request of this kind may use the node now."""
         return self.writable if write else self.writable or self.readable
 
-    def apply(self, verdict: Classified, lag: float | None) -> bool:
-        """Take a probe's verdict; True if routing must be recomputed."""
+    def observe(self, status: NodeStatus) -> None:
+        """Keep a probe's result; the cluster then decides every node's verdict."""
         self.checked_at = monotonic()
-        self.lag = lag
+        self.status = status
+        if status.server_id is not None:
+            self.server_id = status.server_id
+        self.lag = status.lag
+        self.marked = False
+
+    def member(self) -> Member:
+        """The node as the graph decision sees it."""
+        return Member(self.name, self.address.host, self.address.port, self.status, self.server_id)
+
+    def settle(self, verdict: Classified) -> bool:
+        """Take the graph's verdict (unless an error mark holds); True if it changed."""
+        if self.marked or self.status is None:
+            return False
         self.detail = verdict.detail
         return self._set(verdict.role, verdict.state, verdict.writable, verdict.readable)
 
@@ -131,6 +155,7 @@ class ClusterNode:
         self.epoch += 1
         self.last_exc = exc
         self.last_error = describe(exc)
+        self.marked = True
         return self._set(self.role, state, False, False)
 
     def _set(self, role: NodeRole, state: NodeState, writable: bool, readable: bool) -> bool:
@@ -138,9 +163,9 @@ class ClusterNode:
         if was == (role, state, writable, readable):
             return False
         if (role, state) != was[:2]:
-            level = (
-                logging.INFO if state in (NodeState.ONLINE, NodeState.SUSPECT) else logging.WARNING
-            )
+            # The cluster warns once per episode about these, from whole rounds.
+            quiet = (NodeState.ONLINE, NodeState.SUSPECT, NodeState.AMBIGUOUS, NodeState.FENCED)
+            level = logging.INFO if state in quiet else logging.WARNING
             reason = self.detail or (self.last_error if state is not NodeState.ONLINE else None)
             logger.log(
                 level,
@@ -153,10 +178,6 @@ class ClusterNode:
                 was[1],
                 f": {reason}" if reason else "",
             )
-        if writable and not self.writable:
-            self.writable_since = monotonic()
-        elif not writable:
-            self.writable_since = math.inf
         self.role, self.state, self.writable, self.readable = role, state, writable, readable
         for watch in list(self.watches):
             if not self.serves(watch.write):
@@ -176,6 +197,8 @@ class ClusterNode:
             detail=self.detail,
             checked_ago=None if self.checked_at is None else round(now - self.checked_at, 3),
             stats=self.pool.get_stats(),
+            server_id=self.server_id,
+            replicates_from=self.source,
         )
 
     # ------------------------------------------------------------------ probing
@@ -208,6 +231,8 @@ class ClusterNode:
         self.last_exc = exc
         self.last_error = describe(exc)
         self.detail = None
+        self.status = None
+        self.marked = False
         return self._set(self.role, NodeState.DOWN, False, False)
 
     def _drop_probe_conn(self) -> None:

@@ -8,7 +8,7 @@ with scripted ``NodeStatus`` values and the real probe is a thin reader.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -21,8 +21,10 @@ __all__ = [
     "NodeState",
     "NodeStatus",
     "Probe",
+    "SourceLink",
     "classify",
     "read_node_status",
+    "replica_verdict",
 ]
 
 
@@ -50,6 +52,13 @@ class NodeState(StrEnum):
     """A replica whose replication is not running: no reads."""
     NOT_SYNCED = "not_synced"
     """A Galera node not ready, not Synced or outside the Primary component."""
+    FENCED = "fenced"
+    """Writable, but no member replicates from it while another writable one is
+    followed: a stray old primary.  No writes and no reads go to it."""
+    AMBIGUOUS = "ambiguous"
+    """Writable, but the replication graph cannot tell whether it is the
+    primary (two writable servers nobody follows, or both followed): no
+    writes and no reads until it can."""
     SUSPECT = "suspect"
     """A statement got a wrong-node error (1290, 1792, 1036, 1047): re-checking now."""
     DOWN = "down"
@@ -61,6 +70,35 @@ class NodeState(StrEnum):
 # wsrep_local_state: 1 Joining, 2 Donor/Desynced, 3 Joined, 4 Synced.
 _SYNCED = 4
 _WSREP_STATES = {0: "Initialized", 1: "Joining", 2: "Donor/Desynced", 3: "Joined", 4: "Synced"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLink:
+    """The server a node replicates from, as its ``SHOW REPLICA STATUS`` says."""
+
+    host: str
+    """``Master_Host``."""
+    port: int
+    """``Master_Port``."""
+    server_id: int | None = None
+    """``Master_Server_Id``, only while the I/O thread is connected (the
+    server keeps the old value after ``CHANGE MASTER`` until it reconnects)."""
+    io_running: str = "Yes"
+    """``Slave_IO_Running``: ``Yes``, ``Connecting``, ``Preparing`` or ``No``."""
+    sql_running: bool = True
+    """``Slave_SQL_Running`` is ``Yes``."""
+
+    @property
+    def active(self) -> bool:
+        """Replication is running (or trying to): the node follows this source."""
+        return self.sql_running or self.io_running != "No"
+
+
+def _source(text: str | None) -> SourceLink | None:
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    return SourceLink(host, int(port))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +123,51 @@ class NodeStatus:
     """Replication threads running (None: not a replica, or unknown)."""
     lag: float | None = None
     """Seconds behind the primary (None: not a replica, or unknown)."""
+    server_id: int | None = None
+    """``@@server_id``: how other members' replication status names this node."""
+    hostname: str | None = None
+    """``@@hostname``, to match a replica's ``Master_Host`` when it is a name."""
+    port: int | None = None
+    """``@@port``."""
+    source: SourceLink | None = None
+    """What it replicates from (None: no replication configured, or unknown)."""
+    source_visible: bool = True
+    """False when ``SHOW REPLICA STATUS`` could not be read (no privilege):
+    ``source`` is then unknown, not absent."""
+    replica_ids: frozenset[int] | None = None
+    """``Server_id`` of the replicas ``SHOW REPLICA HOSTS`` lists on this node
+    (None: not readable, it needs REPLICATION MASTER ADMIN)."""
 
     @classmethod
-    def primary(cls) -> NodeStatus:
-        """A writable, non-Galera server."""
-        return cls()
+    def primary(cls, server_id: int | None = None, *, source: str | None = None) -> NodeStatus:
+        """A writable, non-Galera server (``source``: ``host:port`` it replicates from)."""
+        return cls(server_id=server_id, source=_source(source))
 
     @classmethod
-    def replica(cls, lag: float | None = 0.0, *, running: bool = True) -> NodeStatus:
-        """A ``read_only`` server replicating with ``lag`` seconds of delay."""
-        return cls(read_only=True, replication_running=running, lag=lag)
+    def replica(
+        cls,
+        lag: float | None = 0.0,
+        *,
+        running: bool = True,
+        source: str | None = None,
+        server_id: int | None = None,
+        read_only: bool = True,
+    ) -> NodeStatus:
+        """A ``read_only`` server replicating with ``lag`` seconds of delay.
+
+        ``source`` (``host:port``) names the server it replicates from;
+        ``read_only=False`` makes it a replica made writable by mistake.
+        """
+        link = _source(source)
+        if link is not None and not running:
+            link = SourceLink(link.host, link.port, None, "No", False)
+        return cls(
+            read_only=read_only,
+            replication_running=running,
+            lag=lag,
+            server_id=server_id,
+            source=link,
+        )
 
     @classmethod
     def galera(
@@ -140,7 +213,8 @@ def _galera(status: NodeStatus) -> Classified:
     return Classified(NodeRole.GALERA, NodeState.ONLINE, writable, True)
 
 
-def _replica(status: NodeStatus, max_lag: float | None) -> Classified:
+def replica_verdict(status: NodeStatus, max_lag: float | None) -> Classified:
+    """A replica's state: it serves reads while replication runs and keeps up."""
     if max_lag is None:  # staleness of any size is acceptable
         return Classified(NodeRole.REPLICA, NodeState.ONLINE, False, True)
     if status.replication_running is False:
@@ -165,12 +239,14 @@ def classify(status: NodeStatus, max_lag: float | None) -> Classified:
       does not report (no privilege to read it, the I/O thread reconnecting
       to a lost primary) counts as acceptable: the data applied so far is
       still there, and refusing it would stop all reads during a fail-over.
-    * Otherwise a primary, which takes the writes.
+    * Otherwise a primary, which takes the writes: a node's own view; the
+      replication graph (``_cluster_graph.decide``) has the last word on
+      which writable server is the primary.
     """
     if status.wsrep_on:
         return _galera(status)
     if status.read_only or status.innodb_read_only:
-        return _replica(status, max_lag)
+        return replica_verdict(status, max_lag)
     return Classified(NodeRole.PRIMARY, NodeState.ONLINE, True, True)
 
 
@@ -179,8 +255,9 @@ Probe = Callable[[Connection], Awaitable[NodeStatus]]
 
 # Status variables are not system variables: @@wsrep_ready is error 1193.
 _STATUS_VARS = ("WSREP_READY", "WSREP_LOCAL_STATE", "WSREP_CLUSTER_STATUS", "SLAVE_RUNNING")
+_IDENTITY = "@@server_id, @@hostname, @@port"
 _MARIADB_SQL = (
-    "SELECT @@read_only, @@innodb_read_only, @@wsrep_on, "
+    f"SELECT @@read_only, @@innodb_read_only, {_IDENTITY}, @@wsrep_on, "
     + ", ".join(
         f"(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{n}')"
         for n in _STATUS_VARS
@@ -190,7 +267,7 @@ _MARIADB_SQL = (
     "WHERE VARIABLE_NAME = 'WSREP_REJECT_QUERIES')"
 )
 # MySQL has neither wsrep variables nor information_schema.GLOBAL_STATUS.
-_MYSQL_SQL = "SELECT @@read_only, @@innodb_read_only"
+_MYSQL_SQL = f"SELECT @@read_only, @@innodb_read_only, {_IDENTITY}"
 _UNKNOWN_VARIABLE, _UNKNOWN_TABLE, _NO_PRIVILEGE, _SYNTAX_ERROR = 1193, 1109, 1227, 1064
 
 
@@ -200,7 +277,23 @@ def _on(value: Any) -> bool:
     return bool(value)
 
 
-async def _query(conn: Connection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+_Rows = tuple[list[str], list[tuple[Any, ...]]]
+
+
+async def _query(conn: Connection, sql: str) -> _Rows:
     async with conn.cursor() as cur:
         await cur.execute(sql)
         rows = list(await cur.fetchall())
@@ -212,46 +305,85 @@ def _mysql_error(exc: BaseException, *errnos: int) -> bool:
     return isinstance(exc, _mysql_errors().MySQLError) and errno_of(exc) in errnos
 
 
-async def _replica_status(conn: Connection) -> tuple[bool | None, float | None]:
-    """(running, lag) from ``SHOW REPLICA STATUS``; (None, None) without the privilege."""
+async def _show(
+    conn: Connection, new: str, old: str
+) -> tuple[list[str], list[tuple[Any, ...]]] | None:
+    """``SHOW REPLICA ...`` (or the pre-10.5 ``SHOW SLAVE ...``); None without the privilege."""
     try:
-        names, rows = await _query(conn, "SHOW REPLICA STATUS")
+        return await _query(conn, new)
     except Exception as exc:
         if _mysql_error(exc, _NO_PRIVILEGE):
-            return None, None
+            return None
         if not _mysql_error(exc, _SYNTAX_ERROR):
             raise
-        names, rows = await _query(conn, "SHOW SLAVE STATUS")  # MariaDB < 10.5, MySQL < 8.0.22
+    try:
+        return await _query(conn, old)  # MariaDB < 10.5, MySQL < 8.0.22
+    except Exception as exc:
+        if _mysql_error(exc, _NO_PRIVILEGE):
+            return None
+        raise
+
+
+_Replication = tuple[bool | None, float | None, SourceLink | None, bool]
+
+
+async def _replica_status(conn: Connection) -> _Replication:
+    """(running, lag, source, visible) from ``SHOW REPLICA STATUS``."""
+    shown = await _show(conn, "SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
+    if shown is None:
+        return None, None, None, False
+    names, rows = shown
     if not rows:
-        return False, None  # read_only, but no replication configured
+        return False, None, None, True  # no replication configured
     row = dict(zip(names, rows[0], strict=False))
 
     def field(*keys: str) -> Any:
         return next((row[k] for k in keys if k in row), None)
 
-    io = str(field("Slave_IO_Running", "Replica_IO_Running") or "No")
-    sql = str(field("Slave_SQL_Running", "Replica_SQL_Running") or "No")
+    io = _text(field("Slave_IO_Running", "Replica_IO_Running")) or "No"
+    sql = _text(field("Slave_SQL_Running", "Replica_SQL_Running")) or "No"
     # "Connecting": the primary is away; the data applied so far is still served.
     running = sql == "Yes" and io in ("Yes", "Connecting")
     lag = field("Seconds_Behind_Master", "Seconds_Behind_Source")
-    return running, None if lag is None else float(lag)
+    host = _text(field("Master_Host", "Source_Host"))
+    port = _int(field("Master_Port", "Source_Port"))
+    source = None
+    if host and port:
+        # The server keeps the old source's id after CHANGE MASTER until it
+        # connects to the new one: only a connected I/O thread's id is true.
+        source_id = _int(field("Master_Server_Id", "Source_Server_Id")) if io == "Yes" else None
+        source = SourceLink(host, port, source_id or None, io, sql == "Yes")
+    return running, None if lag is None else float(lag), source, True
+
+
+async def _replica_ids(conn: Connection) -> frozenset[int] | None:
+    """Server ids of the replicas connected to this node (None without the privilege)."""
+    shown = await _show(conn, "SHOW REPLICA HOSTS", "SHOW SLAVE HOSTS")
+    if shown is None:
+        return None
+    names, rows = shown
+    column = names.index("Server_id") if "Server_id" in names else 0
+    return frozenset(i for row in rows if (i := _int(row[column])) is not None)
 
 
 async def read_node_status(conn: Connection) -> NodeStatus:
-    """The default probe: one query for roles and Galera state, one more on replicas.
+    """The default probe: roles and Galera state in one query; on a non-Galera
+    node also where it replicates from and who replicates from it.
 
     ``SHOW REPLICA STATUS`` needs the SLAVE MONITOR (or REPLICATION CLIENT)
-    privilege; without it the lag is unknown and MariaDB's ``Slave_running``
-    status tells whether replication runs.
+    privilege, ``SHOW REPLICA HOSTS`` REPLICATION MASTER ADMIN; without them
+    that part of the graph is unknown, and MariaDB's ``Slave_running`` status
+    tells whether replication runs.
     """
     try:
         _, rows = await _query(conn, _MARIADB_SQL)
-        read_only, innodb_ro, wsrep_on, ready, local, cluster, slave, reject = rows[0]
+        read_only, innodb_ro, server_id, hostname, port, wsrep_on = rows[0][:6]
+        ready, local, cluster, slave, reject = rows[0][6:]
     except Exception as exc:
         if not _mysql_error(exc, _UNKNOWN_VARIABLE, _UNKNOWN_TABLE):
             raise
         _, rows = await _query(conn, _MYSQL_SQL)
-        read_only, innodb_ro = rows[0]
+        read_only, innodb_ro, server_id, hostname, port = rows[0]
         wsrep_on = ready = local = cluster = slave = reject = None
     status = NodeStatus(
         read_only=_on(read_only),
@@ -259,17 +391,24 @@ async def read_node_status(conn: Connection) -> NodeStatus:
         wsrep_on=_on(wsrep_on),
         wsrep_ready=_on(ready),
         wsrep_local_state=None if local is None else int(local),
-        wsrep_cluster_status=None if cluster is None else str(cluster),
-        wsrep_reject_queries=None if reject is None else str(reject),
+        wsrep_cluster_status=_text(cluster),
+        wsrep_reject_queries=_text(reject),
+        server_id=_int(server_id),
+        hostname=_text(hostname),
+        port=_int(port),
     )
-    if status.wsrep_on or not (status.read_only or status.innodb_read_only):
+    if status.wsrep_on:
         return status
-    running, lag = await _replica_status(conn)
+    running, lag, source, visible = await _replica_status(conn)
     if running is None and slave is not None:
         running = _on(slave)
-    return NodeStatus(
-        read_only=status.read_only,
-        innodb_read_only=status.innodb_read_only,
+    # Read on writable nodes too: a replica made writable by mistake is
+    # still a replica, and its reads still depend on its threads and lag.
+    return replace(
+        status,
         replication_running=running,
         lag=lag,
+        source=source,
+        source_visible=visible,
+        replica_ids=await _replica_ids(conn),
     )

@@ -29,7 +29,7 @@ class ConnectionContext:
         conn = await pool.acquire(self._timeout)
         self._conn = conn
         # The loan's start time identifies it: a later loan of the same slot differs.
-        self._lease = pool._lent[id(conn)].lent_at
+        self._lease = pool._ledger.lent[id(conn)].lent_at
         return conn
 
     async def __aexit__(

@@ -1,68 +1,55 @@
-"""AsyncConnectionPool: the pool itself.
+"""AsyncConnectionPool: the public pool, gluing the ledger to its workers.
 
 How the pieces fit:
 
-* Bookkeeping changes (which connection goes to whom, which one closes) are
-  made in plain synchronous methods; network work (connect, ping, rollback,
-  close) happens afterwards, outside them.  asyncio runs one task at a time,
-  so a stretch of code without ``await`` is atomic: every state change is made
-  with no other task between its reads and writes, which is what holding the
+* ``_ledger.Ledger`` owns the books (idle stack, lent table, waiters, counts)
+  and decides every change to them in plain synchronous methods.  asyncio
+  runs one task at a time, so each such call is atomic: what holding the
   Condition's lock would give, without paying for the lock on the hot path.
-  The Condition is where tasks wait for the pool's state to change (``open``
-  waiting for ``min_size`` connections, ``close`` waiting for borrowers), and
-  it is notified after every such change.
-* Tasks waiting for a connection wait on their own future in a FIFO
-  (``_waiters.py``): a returned connection is handed straight to the oldest
-  live waiter, so newcomers cannot barge ahead and a cancelled waiter cannot
-  swallow a wake-up.
-* New connections are opened by pool-owned tasks, never by the task that asks,
-  and never while anything is locked.  They count against ``max_size`` from
-  the moment they are started, so ``idle + in use + opening <= max_size``
-  holds at every ``await``.
+* Workers carry out what needs I/O, each holding the ledger: the opener
+  (``_opener``), the closer (``_closer``), the checker (``_checker``), the
+  returner (``_returner``) and the maintenance loop (``_maintenance``).
+* This class holds no bookkeeping of its own: the life cycle (loop, Condition,
+  fork), argument checks, and the two hot paths, which ask the ledger for an
+  idle connection (or give one back) without awaiting anything.
+* The Condition is where tasks wait for the pool's state to change (``open``
+  waiting for ``min_size`` connections, ``close`` waiting for borrowers);
+  connection requests wait on their own futures in the ledger's FIFO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
+import threading
 import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from ._backoff import Backoff
-from ._base import (
-    _CLOSED,
-    _CLOSING,
-    _FORKED,
-    _MIN_CHECK_BUDGET,
-    _NEW,
-    _OPEN,
-    _check_timeout,
-    _describe,
-    _drop_socket,
-    logger,
-)
+from ._checker import Checker
+from ._closer import Closer, drop_socket
+from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits
 from ._context import ConnectionContext
-from ._health import (
-    has_pending_result,
-    is_broken,
-    is_connection_error,
-)
 from ._leaks import capture_origin
-from ._maintenance import Maintenance, run_maintenance
-from ._opening import _default_factory
+from ._ledger import CLOSED, CLOSING, FORKED, NEW, OPEN, Ledger
+from ._listeners import Listeners
+from ._maintenance import Maintenance
+from ._opener import Opener
 from ._protocols import Connection, ConnectionCallback, ConnectionFactory
-from ._reset import baseline_sql, reset_session
+from ._reset import baseline_sql
+from ._returner import Returner
 from ._slot import Slot
-from ._stats import Counters, PoolStats
-from ._waiters import Waiter, WaitQueue, expire_waiter
+from ._stats import PoolStats
+from ._tasks import TaskSet
+from ._waiters import Waiter, expire_waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
+from .events import AcquireEvent, ReleaseEvent, TimeoutEvent
 
 __all__ = ["AsyncConnectionPool", "ConnectionContext"]
 
@@ -76,8 +63,10 @@ def _forget_pools_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
+_get_ident = threading.get_ident
 
-class AsyncConnectionPool(Maintenance):
+
+class AsyncConnectionPool:
     """A pool of asyncmy connections to one MySQL or MariaDB server.
 
     ``url`` is a ``mysql://`` or ``mariadb://`` URL; keyword arguments not
@@ -109,12 +98,17 @@ class AsyncConnectionPool(Maintenance):
       two round trips per return); ``reset``: async callback run on return.
     * ``leak_threshold``: log a warning, with the acquiring stack, for any
       connection lent out longer than this.
+    * ``listeners``: objects told about every connect, hand-out, return,
+      time-out and close (see ``aiopool.events``).
     * ``connection_factory``: opens a connection from keyword arguments
       (default ``asyncmy.connect``).
     * ``connect_timeout`` (in the URL or as a keyword, default 10): bounds the
       TCP connect *and* the login, and every round trip the pool makes itself
       (ping, rollback).
     """
+
+    # NullConnectionPool keeps no idle connections.
+    _keeps_idle: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -136,10 +130,11 @@ class AsyncConnectionPool(Maintenance):
         reset_session: bool = False,
         reset: ConnectionCallback | None = None,
         leak_threshold: float | None = None,
+        listeners: Iterable[object] = (),
         connection_factory: ConnectionFactory | None = None,
         **connect_kwargs: Any,
     ) -> None:
-        self._limits = PoolLimits.build(
+        limits = PoolLimits.build(
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
@@ -149,54 +144,76 @@ class AsyncConnectionPool(Maintenance):
             check_after=check_after,
             keepalive=keepalive,
         )
-        self._options = ConnectOptions.build(url, connect_kwargs)
-        self._reconnect_timeout = _check_timeout("reconnect_timeout", reconnect_timeout)
-        self._leak_threshold = (
-            None if leak_threshold is None else _check_timeout("leak_threshold", leak_threshold)
-        )
-        # Recording the acquiring stack costs tens of microseconds: only on request.
-        self._track_origin = leak_threshold is not None
-        self._reset_session = bool(reset_session)
-        self._reset = reset
-        # With a reset to run, every return takes the slow path.
-        self._resets_on_return = self._reset_session or reset is not None
-        # True while the release fast path may be taken: open, and no reset to run.
-        self._fast_return = False
-        self._baseline = baseline_sql(self._options.kwargs)
+        options = ConnectOptions.build(url, connect_kwargs)
+        reconnect_timeout = check_timeout("reconnect_timeout", reconnect_timeout)
+        if leak_threshold is not None:
+            leak_threshold = check_timeout("leak_threshold", leak_threshold)
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
-        self.name: str = name or self._options.address
+        self.name: str = name or options.address
         """The pool's name, in logs, errors and metrics (never shows the password)."""
-        self._configure = configure
-        self._check = check
-        self._reconnect_failed = reconnect_failed
-        self._factory: ConnectionFactory = connection_factory or _default_factory
-        # The fast path compares one number: an idle slot is handed out
-        # without a check while now < slot.fresh_until.
-        self._check_after = math.inf if check_after is None else self._limits.check_after or 0.0
+        self._options = options
+        # Recording the acquiring stack costs tens of microseconds: only on request.
+        self._track_origin = leak_threshold is not None
+        # With a reset to run, every return takes the slow path.
+        self._resets_on_return = bool(reset_session) or reset is not None
+        # True while the release fast path may be taken: open, and no reset to run.
+        self._fast_return = False
 
-        self._state: str = _NEW
+        ledger = self._ledger = Ledger(limits, keep_idle=self._keeps_idle)
+        self._listeners = Listeners(listeners)
+        self._tasks = TaskSet()
+        self._closer = Closer(ledger, self._tasks, self._listeners, self.name)
+        on_outage = None if reconnect_failed is None else functools.partial(reconnect_failed, self)
+        self._opener = Opener(
+            ledger,
+            self._closer,
+            self._listeners,
+            name=self.name,
+            options=options,
+            factory=connection_factory,
+            configure=configure,
+            max_lifetime=lambda: ledger.limits.max_lifetime,
+            notify=self._notify,
+            reconnect_timeout=reconnect_timeout,
+            on_outage=on_outage,
+        )
+        self._checker = Checker(
+            ledger, name=self.name, check=check, timeout=options.connect_timeout
+        )
+        self._returner = Returner(
+            ledger,
+            self._listeners,
+            name=self.name,
+            timeout=options.connect_timeout,
+            reset_session=bool(reset_session),
+            baseline=baseline_sql(options.kwargs),
+            configure=configure,
+            reset=reset,
+            notify=self._notify,
+        )
+        self._maintenance = Maintenance(
+            ledger,
+            self._tasks,
+            self._checker,
+            self._closer,
+            self._opener,
+            name=self.name,
+            leak_threshold=leak_threshold,
+        )
+        ledger.bind(open=self._opener.start, close=self._closer.close, recheck=self._opener.recheck)
+
         # The loop the pool was opened in, while it may be used; None turns
         # every fast path off (not open, closing, closed, forked).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened_loop: asyncio.AbstractEventLoop | None = None
+        # The thread running that loop: the fast path's check that the caller
+        # runs in the pool's loop, without get_running_loop()'s getpid() on 3.11.
+        self._loop_thread = 0
         self._pid = 0
         self._cond: asyncio.Condition | None = None
-        self._idle: deque[Slot] = deque()
-        # Keyed by id(conn): the pool must not keep lent connections alive.
-        self._lent: dict[int, Slot] = {}
-        self._waiters = WaitQueue()
-        self._size = 0  # every slot that exists: opening, idle, lent, being returned or closed
-        self._opening = 0
-        self._generation = 0  # bumped by drain(): connections opened before it retire
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._openers: set[asyncio.Task[Any]] = set()
-        self._maintenance: asyncio.Task[None] | None = None
-        self._backoff = Backoff()
-        self._last_error: BaseException | None = None
-        self._fatal_error: BaseException | None = None
-        self._counters = Counters()
         self._closed_event: asyncio.Event | None = None
+        self._maintenance_task: asyncio.Task[None] | None = None
         self._forked_leftovers: list[Slot] = []
 
     # ------------------------------------------------------------------ life cycle
@@ -211,16 +228,18 @@ class AsyncConnectionPool(Maintenance):
         ``PoolTimeout`` naming the last connection error.
         """
         loop = asyncio.get_running_loop()
-        if self._state == _OPEN:
+        state = self._ledger.state
+        if state == OPEN:
             self._check_loop(loop)
-        elif self._state == _NEW:
+        elif state == NEW:
             self._start(loop)
-        elif self._state == _FORKED:
+        elif state == FORKED:
             raise self._forked_error()
         else:
             raise PoolClosed(f"pool {self.name!r} is closed; create a new pool to reconnect")
         if wait:
-            limit = self._limits.timeout if timeout is None else _check_timeout("timeout", timeout)
+            limit = self._ledger.limits.timeout if timeout is None else timeout
+            limit = check_timeout("timeout", limit)
             try:
                 await self._wait_ready(limit)
             except BaseException:
@@ -228,35 +247,39 @@ class AsyncConnectionPool(Maintenance):
                 raise
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._state = _OPEN
         self._loop = self._opened_loop = loop
+        self._loop_thread = _get_ident()
         self._fast_return = not self._resets_on_return
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
         self._cond = asyncio.Condition()
         self._closed_event = asyncio.Event()
+        self._tasks.loop = loop
+        self._opener.tasks.loop = loop
         _open_pools.add(self)
-        self._maintenance = loop.create_task(
-            run_maintenance(self), name=f"aiopool maintenance {self.name}"
+        self._maintenance_task = loop.create_task(
+            self._maintenance.run(), name=f"aiopool maintenance {self.name}"
         )
-        logger.debug("pool %r opening (min_size=%d)", self.name, self._limits.min_size)
-        self._grow()
+        logger.debug("pool %r opening (min_size=%d)", self.name, self._ledger.limits.min_size)
+        self._ledger.start(monotonic())
 
     async def _wait_ready(self, timeout: float) -> None:
-        want = self._limits.min_size
+        ledger = self._ledger
+        want = ledger.limits.min_size
+        backoff = ledger.backoff
 
         def ready() -> bool:
-            return self._size - self._opening >= want or self._fatal_error is not None
+            return ledger.size - ledger.opening >= want or backoff.fatal_error is not None
 
         if not await self._wait_until(ready, timeout):
-            have = self._size - self._opening
+            have = ledger.size - ledger.opening
             raise PoolTimeout(
                 f"pool {self.name!r} could not open {want} connection(s) within "
                 f"{timeout:g} s ({have} ready); last connection error: "
-                f"{_describe(self._last_error)}"
-            ) from self._last_error
-        if self._fatal_error is not None:
-            raise self._fatal_error
+                f"{describe(backoff.last_error)}"
+            ) from backoff.last_error
+        if backoff.fatal_error is not None:
+            raise backoff.fatal_error
 
     async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait on the Condition until ``predicate()``; False if ``timeout`` passed first.
@@ -278,6 +301,12 @@ class AsyncConnectionPool(Maintenance):
                         await cond.wait()
         return True
 
+    async def _notify(self) -> None:
+        cond = self._cond
+        if cond is not None:
+            async with cond:
+                cond.notify_all()
+
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pool; calling it again does nothing.
 
@@ -285,49 +314,49 @@ class AsyncConnectionPool(Maintenance):
         closed at once, and connections still lent out are closed when they
         are returned, or closed anyway once ``timeout`` seconds have passed.
         """
-        timeout = _check_timeout("timeout", timeout)
-        if self._state in (_CLOSED, _FORKED):
+        timeout = check_timeout("timeout", timeout)
+        ledger = self._ledger
+        if ledger.state in (CLOSED, FORKED):
             return
-        if self._state == _NEW:
-            self._state = _CLOSED
+        if ledger.state == NEW:
+            ledger.close_unopened()
             return
-        if self._state == _CLOSING:
+        if ledger.state == CLOSING:
             assert self._closed_event is not None
             await self._closed_event.wait()
             return
-        self._state = _CLOSING
         self._loop = None
         self._fast_return = False
         _open_pools.discard(self)
-        self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed"))
+        idle = ledger.begin_close(PoolClosed(f"pool {self.name!r} was closed"))
         try:
             await self._stop_background_tasks()
-            await self._close_idle()
+            now = monotonic()
+            for slot in idle:
+                ledger.retire(slot, "pool_closed", now)
+            await self._closer.wait_closing()
             await self._wait_borrowers(timeout)
-            await self._finish_tasks(timeout)
+            await self._tasks.wait(timeout)
         finally:
             self._close_everything_left()
-            self._state = _CLOSED
             assert self._closed_event is not None
             self._closed_event.set()
             logger.debug("pool %r closed", self.name)
 
     async def _stop_background_tasks(self) -> None:
-        tasks = [t for t in (self._maintenance, *self._openers) if t is not None]
-        for task in tasks:
-            task.cancel()  # their done-callbacks settle the accounting
+        tasks = [*self._opener.tasks.tasks]
+        if self._maintenance_task is not None:
+            tasks.append(self._maintenance_task)
+            self._maintenance_task.cancel()
+        self._opener.stop()  # done-callbacks settle the accounting
         if tasks:
             await asyncio.wait(tasks)
 
-    async def _close_idle(self) -> None:
-        slots = list(self._idle)
-        self._idle.clear()
-        await self._close_all(slots)
-
     async def _wait_borrowers(self, timeout: float) -> None:
-        if await self._wait_until(lambda: self._size == 0, timeout):
+        ledger = self._ledger
+        if await self._wait_until(ledger.is_quiet, timeout):
             return
-        stuck = list(self._lent.values())
+        stuck = list(ledger.lent.values())
         logger.warning(
             "pool %r: %d connection(s) still in use %g s after close(); closing them",
             self.name,
@@ -335,19 +364,14 @@ class AsyncConnectionPool(Maintenance):
             timeout,
         )
         for slot in stuck:
-            # Left in _lent: the borrower's release() finishes the accounting.
-            _drop_socket(slot)
-
-    async def _finish_tasks(self, timeout: float) -> None:
-        tasks = set(self._tasks)
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            # Left lent: the borrower's release() finishes the accounting.
+            drop_socket(slot)
 
     def _close_everything_left(self) -> None:
-        for task in (*self._tasks, *self._openers):
-            task.cancel()  # done-callbacks close what each task owned
-        while self._idle:
-            self._finish_close(self._idle.pop())
+        self._tasks.cancel_all()  # done-callbacks close what each task owned
+        self._opener.stop()
+        for slot in self._ledger.finish_close():
+            self._closer.finish(slot)
 
     async def __aenter__(self) -> Self:
         await self.open(wait=True)
@@ -365,16 +389,10 @@ class AsyncConnectionPool(Maintenance):
         # The sockets belong to the parent's sessions: sending COM_QUIT (or
         # anything) on them from here would break the parent.  Keep them
         # referenced so the garbage collector does not close them either.
-        self._forked_leftovers.extend(self._idle)
-        self._forked_leftovers.extend(self._lent.values())
-        self._idle.clear()
-        self._lent.clear()
-        self._waiters.clear()
-        self._tasks.clear()
-        self._openers.clear()
-        self._maintenance = None
-        self._size = self._opening = 0
-        self._state = _FORKED
+        self._forked_leftovers.extend(self._ledger.forget_after_fork())
+        self._tasks.forget()
+        self._opener.tasks.forget()
+        self._maintenance_task = None
         self._loop = None
         self._fast_return = False
 
@@ -399,10 +417,11 @@ class AsyncConnectionPool(Maintenance):
 
     def _check_usable(self) -> asyncio.AbstractEventLoop:
         """The loop to work in, or the error that says why the pool can't be used."""
-        if self._state != _OPEN:
-            if self._state == _FORKED:
+        state = self._ledger.state
+        if state != OPEN:
+            if state == FORKED:
                 raise self._forked_error()
-            if self._state == _NEW:
+            if state == NEW:
                 raise PoolClosed(
                     f"pool {self.name!r} is not open yet: use 'async with pool' or "
                     "'await pool.open()' first"
@@ -421,178 +440,108 @@ class AsyncConnectionPool(Maintenance):
         raises ``PoolTimeout`` after that.  Prefer ``connection()``, which
         always gives the connection back.
         """
-        idle = self._idle
-        # Fast path: an idle connection, nobody queued ahead, checked recently.
-        # The caller must run in the pool's loop; that loop running is the
-        # cheap proxy (one thread runs one loop at a time, and Python 3.11's
-        # get_running_loop() costs a getpid() syscall).  _loop is None when closed.
+        if timeout is not None:
+            check_timeout("timeout", timeout)
+        # Fast path: the caller runs in the pool's loop (its thread, and that
+        # loop running: one thread runs one loop at a time), and the ledger has
+        # a fresh idle connection with nobody queued.  _loop is None when closed.
         loop = self._loop
-        if idle and not self._waiters and loop is not None and loop.is_running():
-            slot = idle[-1]
-            conn = slot.conn
-            now = monotonic()
-            if now < slot.fresh_until and not conn._stream_broken:  # type: ignore[union-attr]
-                idle.pop()
-                slot.conn = None
-                self._lent[slot.key] = slot
-                slot.lent_at = now  # also the loan's identity (see ConnectionContext)
-                self._counters.requests_num += 1
+        if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
+            conn = self._ledger.lend_fresh(monotonic())
+            if conn is not None:
                 if self._track_origin:
-                    slot.origin = capture_origin()
-                    slot.warned = False
-                return conn  # type: ignore[return-value]
+                    self._note_origin(conn)
+                if self._listeners.acquire:
+                    self._listeners.emit(
+                        self._listeners.acquire, AcquireEvent(self.name, 0.0, False)
+                    )
+                return conn
         return await self._acquire_slow(timeout)
 
     async def _acquire_slow(self, timeout: float | None) -> Connection:
         loop = self._check_usable()
-        limit = self._limits.timeout if timeout is None else _check_timeout("timeout", timeout)
-        counters = self._counters
+        ledger = self._ledger
+        limit = ledger.limits.timeout if timeout is None else timeout
+        counters = ledger.counters
         counters.requests_num += 1
         start = monotonic()
         deadline = start + limit
         queued = False
         while True:
-            slot = self._take_idle()
+            slot = ledger.take_idle()
             if slot is None:
-                queued = True
+                if not queued:
+                    queued = True
+                    counters.requests_queued += 1
                 slot = await self._wait_for_slot(loop, deadline, start)
-            if await self._usable(slot, deadline):
+            if await self._checker.usable(slot, deadline):
                 break
-        if self._state != _OPEN:
+        if ledger.state != OPEN:
             # close() started while this request was checking its connection.
-            self._discard(slot, polite=False)
+            ledger.retire(slot, "pool_closed", monotonic(), polite=False)
             raise PoolClosed(f"pool {self.name!r} was closed")
         now = monotonic()
         if queued:
-            counters.requests_queued += 1
             counters.requests_wait_ms += (now - start) * 1000.0
-        slot.lent_at = now
+        conn = ledger.hand_out(slot, now)
         if self._track_origin:
-            slot.origin = capture_origin()
-            slot.warned = False
-        conn = slot.conn
-        assert conn is not None
-        slot.conn = None
+            self._note_origin(conn)
+        if self._listeners.acquire:
+            event = AcquireEvent(self.name, now - start, queued)
+            self._listeners.emit(self._listeners.acquire, event)
         return conn
 
-    def _take_idle(self) -> Slot | None:
-        """Pop an idle slot for the caller if nobody is queued ahead of it."""
-        self._waiters.prune()
-        if self._waiters or not self._idle:
-            return None
-        slot = self._idle.pop()
-        self._lent[slot.key] = slot
-        return slot
+    def _note_origin(self, conn: Connection) -> None:
+        slot = self._ledger.lent[id(conn)]
+        slot.origin = capture_origin()
+        slot.warned = False
 
     async def _wait_for_slot(
         self, loop: asyncio.AbstractEventLoop, deadline: float, start: float
     ) -> Slot:
-        max_waiting = self._limits.max_waiting
-        if max_waiting and len(self._waiters) >= max_waiting:
-            self._counters.requests_errors += 1
+        ledger = self._ledger
+        max_waiting = ledger.limits.max_waiting
+        if max_waiting and len(ledger.waiters) >= max_waiting:
+            ledger.counters.requests_errors += 1
             raise TooManyRequests(
-                f"pool {self.name!r} already has {len(self._waiters)} requests waiting "
+                f"pool {self.name!r} already has {len(ledger.waiters)} requests waiting "
                 f"(max_waiting={max_waiting}); refusing this one"
             )
         waiter: Waiter = loop.create_future()
-        self._waiters.append(waiter)
-        self._serve_waiters_from_idle()
-        self._grow()
+        ledger.enqueue(waiter, monotonic())
         timer = None
         if deadline != math.inf:
             timer = loop.call_later(max(0.0, deadline - monotonic()), expire_waiter, waiter)
         try:
             slot = await waiter
         except BaseException:
-            self._abandon(waiter)
+            ledger.give_up(waiter, monotonic())
             raise
         finally:
             if timer is not None:
                 timer.cancel()
         if slot is None:
-            self._waiters.discard(waiter)
-            self._counters.requests_errors += 1
-            raise PoolTimeout(self._timeout_message(monotonic() - start))
+            ledger.give_up(waiter, monotonic())
+            ledger.counters.requests_errors += 1
+            waited = monotonic() - start
+            if self._listeners.timeout:
+                self._listeners.emit(self._listeners.timeout, TimeoutEvent(self.name, waited))
+            raise PoolTimeout(self._timeout_message(waited))
         return slot
 
-    def _abandon(self, waiter: Waiter) -> None:
-        """The waiting task is leaving (cancelled, closed): pass on what it was given."""
-        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-            slot = waiter.result()
-            if slot is not None:
-                del self._lent[slot.key]
-                self._put_back(slot)
-                return
-        waiter.cancel()
-        self._waiters.discard(waiter)
-
-    def _serve_waiters_from_idle(self) -> None:
-        while self._idle and self._waiters:
-            slot = self._idle.pop()
-            if not self._lend_to_waiter(slot):
-                self._idle.append(slot)
-                return
-
-    def _lend_to_waiter(self, slot: Slot) -> bool:
-        """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
-        self._lent[slot.key] = slot
-        if self._waiters.hand_off(slot):
-            return True
-        del self._lent[slot.key]
-        return False
-
-    def _put_back(self, slot: Slot) -> None:
-        """A usable slot goes to the oldest waiter, or else to the idle stack."""
-        if slot.generation != self._generation or self._size > self._limits.max_size:
-            self._discard(slot, polite=True)  # drained, or surplus after resize()
-        elif not self._waiters or not self._lend_to_waiter(slot):
-            self._idle.append(slot)
-
-    async def _usable(self, slot: Slot, deadline: float) -> bool:
-        """Check a slot about to be handed out; close it and say False if it is bad."""
-        conn = slot.conn
-        assert conn is not None
-        now = monotonic()
-        if now < slot.fresh_until and not conn._stream_broken:
-            return True
-        if is_broken(conn):
-            self._counters.connections_lost += 1
-            self._discard(slot, polite=False)
-            return False
-        if now >= slot.expires_at:
-            self._discard(slot, polite=True)
-            return False
-        try:
-            # At least a short budget: a ping cut off by the caller's own
-            # deadline would close a healthy connection (asyncmy closes on cancel).
-            limit = min(max(deadline - now, _MIN_CHECK_BUDGET), self._options.connect_timeout)
-            async with asyncio.timeout(limit):
-                await conn.ping(reconnect=False)
-                if self._check is not None:
-                    await self._check(conn)
-        except asyncio.CancelledError:
-            # The ping may be half-way: its reply would reach the next user.
-            self._discard(slot, polite=False)
-            raise
-        except Exception as exc:
-            logger.info(
-                "pool %r: connection failed its check (%s); replacing it", self.name, _describe(exc)
-            )
-            self._counters.connections_lost += 1
-            self._discard(slot, polite=False)
-            return False
-        slot.fresh_until = min(monotonic() + self._check_after, slot.expires_at)
-        return True
-
     def _timeout_message(self, waited: float) -> str:
-        lim = self._limits
+        ledger = self._ledger
         text = (
             f"couldn't get a connection from pool {self.name!r} after {waited:.2f} s "
-            f"(size {self._size}/{lim.max_size}, idle {len(self._idle)}, "
-            f"in use {len(self._lent)}, waiting {len(self._waiters)}, opening {self._opening})"
+            f"(size {ledger.size}/{ledger.limits.max_size}, idle {len(ledger.idle)}, "
+            f"in use {len(ledger.lent)}, waiting {len(ledger.waiters)}, "
+            f"opening {ledger.opening})"
         )
-        if self._backoff.failing:
-            text += f"; opening connections is failing: {_describe(self._last_error)}"
+        backoff = ledger.backoff
+        if backoff.failing:
+            text += f"; opening connections is failing: {describe(backoff.last_error)}"
+        elif backoff.attempts and backoff.last_error is not None:
+            text += f"; new connections are failing after opening: {describe(backoff.last_error)}"
         return text
 
     # ------------------------------------------------------------------ return
@@ -604,45 +553,39 @@ class AsyncConnectionPool(Maintenance):
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
         """
-        slot = self._lent.pop(id(conn), None)
-        if slot is None:
-            raise self._not_lent_error(conn)
-        slot.conn = conn
-        now = monotonic()
         result = conn._result
-        # Fast path: open pool, no reset configured, not expired, and the
-        # connection is clean by the server's status flags: no round trip.
-        # A socket that died while lent is caught at the next hand-out or
-        # maintenance round; a locally closed one (cancelled) here.
+        # Fast path: open pool, no reset configured, and the connection clean
+        # by the server's status flags: no round trip.  A socket that died
+        # while lent is caught at the next hand-out or maintenance round; a
+        # locally closed one (cancelled) here.
         if (
             self._fast_return
-            and now < slot.expires_at
             and conn.connected
             and not conn.get_transaction_status()
             and (result is None or not (result.unbuffered_active or result.has_next))
         ):
-            self._counters.usage_s += now - slot.lent_at
-            slot.idle_since = now
-            fresh = now + self._check_after
-            slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
-            if not self._waiters or not self._lend_to_waiter(slot):
-                self._idle.append(slot)
+            now = monotonic()
+            slot = self._ledger.return_clean(conn, now)
+            if slot is None:
+                raise self._not_lent_error(conn)
+            if self._listeners.release:
+                held = now - slot.lent_at
+                event = ReleaseEvent(self.name, held, "closed" if slot.closing else "reused")
+                self._listeners.emit(self._listeners.release, event)
             return
-        await self._return_slow(slot, None)
+        await self._return_slow(conn, None, None)
 
     async def _release_lease(
         self, conn: Connection, lease: float, exc: BaseException | None
     ) -> None:
         """``connection()``'s return: refuses a connection already returned and lent again."""
-        slot = self._lent.get(id(conn))
-        if slot is None or slot.lent_at != lease:
-            raise self._not_lent_error(conn)
         if exc is None:
+            slot = self._ledger.lent.get(id(conn))
+            if slot is None or slot.lent_at != lease:
+                raise self._not_lent_error(conn)
             await self.release(conn)
         else:
-            del self._lent[slot.key]
-            slot.conn = conn
-            await self._return_slow(slot, exc)
+            await self._return_slow(conn, lease, exc)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
         return PoolError(
@@ -650,66 +593,19 @@ class AsyncConnectionPool(Maintenance):
             "it was already released, or it belongs to another pool"
         )
 
-    async def _return_slow(self, slot: Slot, exc: BaseException | None) -> None:
+    async def _return_slow(
+        self, conn: Connection, lease: float | None, exc: BaseException | None
+    ) -> None:
         # The return work (rollback, close) runs in a pool-owned task and the
         # caller waits for it shielded: cancelling the caller, even again and
         # again as anyio task groups do, cannot leave the slot half-returned.
-        loop = self._opened_loop
-        assert loop is not None
-        self._counters.usage_s += monotonic() - slot.lent_at
-        task = self._spawn(self._finish_return(slot, exc), slot)
+        now = monotonic()
+        slot = self._ledger.take_back(conn, now, lease)
+        if slot is None:
+            raise self._not_lent_error(conn)
+        work = self._returner.finish(slot, now - slot.lent_at, exc)
+        task = self._tasks.spawn(work, functools.partial(self._closer.reclaim, slot))
         await asyncio.shield(task)
-
-    async def _finish_return(self, slot: Slot, exc: BaseException | None) -> None:
-        conn = slot.conn
-        assert conn is not None
-        unknown = exc is not None and (not isinstance(exc, Exception) or is_connection_error(exc))
-        if self._state != _OPEN:
-            await self._close_slot(slot)
-        elif unknown or is_broken(conn) or has_pending_result(conn):
-            self._counters.returns_bad += 1
-            logger.debug(
-                "pool %r: closing a connection returned in an unknown state (%s)",
-                self.name,
-                _describe(exc),
-            )
-            await self._close_slot(slot, polite=not is_broken(conn))
-        elif monotonic() >= slot.expires_at:
-            await self._close_slot(slot)
-        elif not await self._clean_up(conn):
-            self._counters.returns_bad += 1
-            await self._close_slot(slot, polite=False)
-        else:
-            now = monotonic()
-            slot.idle_since = now
-            slot.fresh_until = min(now + self._check_after, slot.expires_at)
-            self._put_back(slot)
-        await self._notify()
-
-    async def _clean_up(self, conn: Connection) -> bool:
-        """Roll back and reset a returned connection; False if that failed."""
-        try:
-            async with asyncio.timeout(self._options.connect_timeout):
-                if self._reset_session:
-                    await reset_session(conn, self._baseline)  # also rolls back
-                    if self._configure is not None:
-                        await self._configure(conn)
-                elif conn.get_transaction_status():
-                    await conn.rollback()
-                if self._reset is not None:
-                    await self._reset(conn)
-                if conn.get_transaction_status():
-                    raise PoolError("the reset callback left a transaction open")
-        except Exception as exc:
-            logger.info(
-                "pool %r: cleaning up a returned connection failed (%s); closing it",
-                self.name,
-                _describe(exc),
-            )
-            return False
-        return True
-
-    # ------------------------------------------------------------------ opening and closing
 
     # ------------------------------------------------------------------ context manager
 
@@ -724,7 +620,7 @@ class AsyncConnectionPool(Maintenance):
         """
         return ConnectionContext(self, timeout)
 
-    # ------------------------------------------------------------------ drain and resize
+    # ------------------------------------------------------------------ operations
 
     async def drain(self) -> None:
         """Retire every current connection: idle ones now, lent ones when returned.
@@ -733,18 +629,9 @@ class AsyncConnectionPool(Maintenance):
         credentials); requests keep being served meanwhile.
         """
         self._check_usable()
-        self._generation += 1
-        for slot in self._lent.values():
-            slot.expires_at = -math.inf  # retire on return
-        idle = list(self._idle)
-        self._idle.clear()
-        logger.info(
-            "pool %r: draining %d idle and %d lent connection(s)",
-            self.name,
-            len(idle),
-            len(self._lent),
-        )
-        await self._close_all(idle)
+        idle, lent = self._ledger.drain(monotonic())
+        logger.info("pool %r: draining %d idle and %d lent connection(s)", self.name, idle, lent)
+        await self._closer.wait_closing()
 
     async def resize(self, min_size: int, max_size: int) -> None:
         """Change the size limits of an open pool.
@@ -753,47 +640,50 @@ class AsyncConnectionPool(Maintenance):
         connections at once and surplus lent ones when they are returned.
         """
         self._check_usable()
-        self._limits = self._limits.with_sizes(min_size, max_size)
-        # Connections being opened are turned away when they arrive (_put_back).
-        excess = self._size - self._opening - max_size
-        surplus: list[Slot] = []
-        while excess > 0 and self._idle:
-            surplus.append(self._idle.popleft())  # the least recently used
-            excess -= 1
-        for slot in list(self._lent.values())[: max(excess, 0)]:
-            slot.expires_at = -math.inf  # retire on return
-        self._grow()
-        await self._close_all(surplus)
+        limits = self._ledger.limits.with_sizes(min_size, max_size)
+        self._ledger.resize(limits, monotonic())
+        await self._closer.wait_closing()
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, listener: object) -> None:
+        """Tell ``listener`` about this pool's events from now on (see ``aiopool.events``)."""
+        self._listeners.add(listener)
+
+    def remove_listener(self, listener: object) -> None:
+        """Stop telling ``listener``; ``ValueError`` if it is not registered."""
+        self._listeners.remove(listener)
 
     # ------------------------------------------------------------------ stats and introspection
 
     @property
     def min_size(self) -> int:
         """The configured minimum number of connections."""
-        return self._limits.min_size
+        return self._ledger.limits.min_size
 
     @property
     def max_size(self) -> int:
         """The configured maximum number of connections."""
-        return self._limits.max_size
+        return self._ledger.limits.max_size
 
     @property
     def closed(self) -> bool:
         """True unless the pool is open (or opening)."""
-        return self._state != _OPEN
+        return self._ledger.state != OPEN
 
     def get_stats(self) -> PoolStats:
         """A snapshot of sizes and counters (counters since open or the last ``pop_stats``)."""
-        c = self._counters
-        idle = len(self._idle)
+        ledger = self._ledger
+        c = ledger.counters
+        idle = len(ledger.idle)
         return PoolStats(
-            pool_min=self._limits.min_size,
-            pool_max=self._limits.max_size,
-            pool_size=self._size,
+            pool_min=ledger.limits.min_size,
+            pool_max=ledger.limits.max_size,
+            pool_size=ledger.size,
             pool_available=idle,
-            pool_in_use=self._size - idle - self._opening,
-            pool_opening=self._opening,
-            requests_waiting=len(self._waiters),
+            pool_in_use=ledger.size - idle - ledger.opening,
+            pool_opening=ledger.opening,
+            requests_waiting=len(ledger.waiters),
             requests_num=c.requests_num,
             requests_queued=c.requests_queued,
             requests_wait_ms=round(c.requests_wait_ms, 3),
@@ -809,13 +699,12 @@ class AsyncConnectionPool(Maintenance):
     def pop_stats(self) -> PoolStats:
         """Like ``get_stats()``, and reset the counters to zero."""
         stats = self.get_stats()
-        self._counters.reset()
+        self._ledger.counters.reset()
         return stats
 
     def __repr__(self) -> str:
+        ledger = self._ledger
         return (
-            f"<{type(self).__name__} {self.name!r} {self._state} "
-            f"size={self._size}/{self._limits.max_size} idle={len(self._idle)}>"
+            f"<{type(self).__name__} {self.name!r} {ledger.state} "
+            f"size={ledger.size}/{ledger.limits.max_size} idle={len(ledger.idle)}>"
         )
-
-    # ------------------------------------------------------------------ maintenance hooks

@@ -32,6 +32,7 @@ class Slot:
         "key",
         "lent_at",
         "origin",
+        "proven",
         "ref",
         "transport",
         "warned",
@@ -65,6 +66,8 @@ class Slot:
         # Where the current loan was taken, kept only when leak tracking is on.
         self.origin: str | None = None
         self.warned = False
+        # Handed out at least once after passing its checks: the server is fine.
+        self.proven = False
         # A close task owns the slot / the socket is closed and the place freed.
         self.closing = False
         self.closed = False

@@ -5,7 +5,13 @@ dependency lends each request a connection for exactly one transaction
 (commit when the endpoint returns, rollback when it raises).
 
     AIOPOOL_URL=mysql://root:@127.0.0.1:3306/test python examples/fastapi_app.py --port 8000
+    cd examples && uvicorn fastapi_app:app --port 8000      # the same, with uvicorn's CLI
     curl localhost:8000/items/7; curl -X POST localhost:8000/visits/home; curl localhost:8000/health
+
+The app creates its table, aiopool_example_visits, when it starts (unless it
+exists) and drops it when it stops if it created it, so it leaves nothing
+behind in the database. A real application would create its tables with
+migrations instead.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ CREATE_VISITS = """
 """
 
 
-async def create_visits_table(pool: AsyncConnectionPool) -> None:
-    """Create the example's table unless it exists (checked first: no server warning)."""
+async def create_visits_table(pool: AsyncConnectionPool) -> bool:
+    """Create the example's table unless it exists (checked first: no server warning).
+
+    Returns whether this call created it.
+    """
     async with pool.connection() as conn:
         async with conn.cursor() as cur:
             await cur.execute(
@@ -47,6 +56,14 @@ async def create_visits_table(pool: AsyncConnectionPool) -> None:
             (exists,) = await cur.fetchone()
             if not exists:
                 await cur.execute(CREATE_VISITS)
+    return not exists
+
+
+async def drop_visits_table(pool: AsyncConnectionPool) -> None:
+    """Drop the example's table: an example leaves nothing behind."""
+    async with pool.connection() as conn:
+        async with conn.cursor() as cur:
+            await cur.execute("DROP TABLE IF EXISTS aiopool_example_visits")
 
 
 def get_pool(request: Request) -> AsyncConnectionPool:
@@ -55,6 +72,7 @@ def get_pool(request: Request) -> AsyncConnectionPool:
     return pool
 
 
+# --8<-- [start:dependency]
 async def get_conn(request: Request, response: Response) -> AsyncIterator[Connection]:
     """Lend the request a connection: one transaction, returned to the pool afterwards."""
     started = time.perf_counter()
@@ -66,6 +84,7 @@ async def get_conn(request: Request, response: Response) -> AsyncIterator[Connec
 # scope="function": the transaction ends (commit or rollback) and the connection
 # goes back to the pool *before* the response is sent, not after.
 Conn = Annotated[Connection, Depends(get_conn, scope="function")]
+# --8<-- [end:dependency]
 SleepMs = Annotated[int, Query(ge=0, le=1000, description="server time of the query")]
 
 
@@ -92,8 +111,12 @@ def create_app(
         if on_pool is not None:
             on_pool(pool)
         async with pool:  # opens min_size connections, closes the pool on shutdown
-            await create_visits_table(pool)
-            yield
+            created = await create_visits_table(pool)
+            try:
+                yield
+            finally:
+                if created:
+                    await drop_visits_table(pool)
 
     app = FastAPI(title="aiopool FastAPI example", lifespan=lifespan)
 
@@ -126,6 +149,10 @@ def create_app(
         return dict(get_pool(request).get_stats())
 
     return app
+
+
+app = create_app()
+"""For `uvicorn fastapi_app:app`: the URL comes from AIOPOOL_URL; nothing opens until startup."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -40,6 +40,17 @@ async def scratch(database_url: str) -> AsyncIterator[ScratchDatabase]:
 
 
 @pytest.fixture
+def scratch_sync(database_url: str) -> Iterator[ScratchDatabase]:
+    """``scratch`` for synchronous tests (which then run once, not once per event loop)."""
+    db = ScratchDatabase(database_url)
+    asyncio.run(db.create())
+    try:
+        yield db
+    finally:
+        asyncio.run(db.drop())
+
+
+@pytest.fixture
 def private_server() -> Iterator[PrivateMariaDB]:
     """A started private mariadbd that the test may kill, restart or misconfigure."""
     server = PrivateMariaDB()

@@ -96,6 +96,9 @@ def test_replication_roles_and_users(replication: ReplicationCluster) -> None:
         assert status["Seconds_Behind_Master"] == "0"
     grants = " ".join(str(r) for r in app_sql(primary, "SHOW GRANTS"))
     assert "READ_ONLY ADMIN" not in grants and "SUPER" not in grants
+    # REPLICATION MASTER ADMIN lets it see the replicas from the primary's side.
+    hosts = app_sql(primary, "SHOW REPLICA HOSTS")
+    assert {int(r["Port"] or 0) for r in hosts} == {n.port for n in replicas}
 
 
 def test_writes_on_the_primary_reach_every_replica(replication: ReplicationCluster) -> None:
@@ -196,6 +199,10 @@ def test_failover_promotes_a_replica_and_the_other_follows(
         app_sql(other, "INSERT INTO app.t VALUES (5, 'diverged')")
     assert caught.value.code == READ_ONLY
 
+    replication.revive_stray(old)  # back by itself: writable, replicating from nobody
+    assert old.running and old.role == "failed"
+    assert old.scalar("SELECT @@read_only") == "0" and replication.replica_status(old) == {}
+    assert other.port not in {int(r["Port"] or 0) for r in old.query("SHOW REPLICA HOSTS")}
     started = time.monotonic()
     replication.rejoin(old)
     replication.wait_caught_up(10)

@@ -9,6 +9,7 @@ the connection's port.  Run with ``-s`` to see the measured numbers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from aiopool._cluster_probe import NodeRole, NodeState
 from aiopool.testing._cluster import (
     GaleraCluster,
     ReplicationCluster,
+    ReplicationNode,
     ensure_galera_installed,
 )
 from aiopool.testing._mariadbd import _which
@@ -170,17 +172,29 @@ async def test_stopped_or_lagging_replica_gets_no_reads(
         await asyncio.to_thread(replication.wait_caught_up, 30)
 
 
+@pytest.mark.parametrize("caught", [False, True], ids=["raised", "caught"])
 async def test_demoted_primary_error_marks_it_and_writes_wait(
-    replication: ReplicationCluster,
+    replication: ReplicationCluster, caught: bool
 ) -> None:
     primary = replication.primary
     # A minute between refreshes: only the 1290 can make the cluster look again.
     async with ClusterPool(_urls(replication), refresh_interval=60.0, timeout=5.0) as cluster:
         try:
             await asyncio.to_thread(primary.query, "SET GLOBAL read_only = 1")
-            with pytest.raises(mysql_errors.OperationalError) as raised:
-                await _execute(cluster, "CREATE TABLE IF NOT EXISTS demoted (id INT)")
-            assert _errno(raised.value) == 1290
+            if caught:
+                # The application catches the error and leaves the block normally.
+                async with cluster.connection() as conn:
+                    async with conn.cursor() as cur:
+                        try:
+                            await cur.execute("CREATE TABLE IF NOT EXISTS demoted (id INT)")
+                        except mysql_errors.OperationalError as exc:
+                            assert _errno(exc) == 1290
+                        else:
+                            raise AssertionError("the write should have been refused")
+            else:
+                with pytest.raises(mysql_errors.OperationalError) as raised:
+                    await _execute(cluster, "CREATE TABLE IF NOT EXISTS demoted (id INT)")
+                assert _errno(raised.value) == 1290
             await _until("re-checked", lambda: _state(cluster, primary.port) != "suspect", 2.0)
             assert _state(cluster, primary.port) == "stopped"  # read_only, replicating from nobody
             with pytest.raises(PoolTimeout, match=r"no writable node \(primary\)"):
@@ -190,6 +204,73 @@ async def test_demoted_primary_error_marks_it_and_writes_wait(
             await asyncio.to_thread(primary.query, "SET GLOBAL read_only = 0")
         await cluster.refresh()
         assert await _execute(cluster, "DO 1") == primary.port
+
+
+def _own_gtids(node: ReplicationNode) -> str:
+    """The GTIDs ``node`` wrote itself (its server id), from ``@@gtid_binlog_state``.
+
+    A replica's binlog holds its source's transactions under the source's
+    server id: a write made on the node itself is the only way its own id
+    appears or moves on.
+    """
+    state = node.scalar("SELECT @@gtid_binlog_state") or ""
+    own = f"-{node.index + 1}-"
+    return ",".join(sorted(g for g in state.split(",") if own in g))
+
+
+def _info(cluster: ClusterPool, port: int) -> Any:
+    return next(n for n in cluster.topology() if n.address.endswith(f":{port}"))
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and text in r.getMessage()
+    ]
+
+
+async def test_replica_made_writable_by_mistake_gets_no_writes(
+    replication: ReplicationCluster,
+    repl_pool: ClusterPool,
+    table: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    primary, (mistaken, other) = replication.primary, replication.replicas
+    before = await asyncio.to_thread(_own_gtids, mistaken)
+    caplog.set_level(logging.WARNING, "aiopool")
+    try:
+        await asyncio.to_thread(mistaken.query, "SET GLOBAL read_only = 0")
+        took = await _until(
+            "seen writable",
+            lambda: "read_only=OFF" in (_info(repl_pool, mistaken.port).detail or ""),
+        )
+        info = _info(repl_pool, mistaken.port)
+        assert (info.role, info.writable) == (NodeRole.REPLICA, False)
+        assert info.replicates_from == f"127.0.0.1:{primary.port}"
+        ports = Counter(
+            [
+                await _execute(repl_pool, f"INSERT INTO {table} VALUES (%s, 40)", 40_000 + i)
+                for i in range(40)
+            ]
+        )
+        for _ in range(3):
+            await repl_pool.refresh()
+        print(f"\nwritable replica seen in {took:.2f} s; 40 writes went to {dict(ports)}")
+        assert ports == Counter({primary.port: 40}), "every write reached the real primary"
+        assert await asyncio.to_thread(_own_gtids, mistaken) == before, "none was made on it"
+        named = _warnings(caplog, "stays a replica")
+        assert len(named) == 1, named
+        assert f"127.0.0.1:{mistaken.port} is writable (read_only=OFF)" in named[0]
+        await asyncio.to_thread(replication.wait_caught_up, 10)
+        rows = mistaken.query(f"SELECT COUNT(*) AS n FROM app.{table} WHERE v = 40")
+        assert rows == [{"n": "40"}], "it still replicates the primary's writes"
+    finally:
+        await asyncio.to_thread(mistaken.query, "SET GLOBAL read_only = 1")
+    # Back to normal: the operator set read_only again.
+    await _until("normal", lambda: _info(repl_pool, mistaken.port).detail is None)
+    assert _state(repl_pool, mistaken.port) == "online"
+    assert other.port in {await _execute(repl_pool, "SELECT 1", readonly=True) for _ in range(20)}
 
 
 async def test_read_your_writes_from_a_replica_every_time(
@@ -311,6 +392,99 @@ async def test_failover_under_50_writers(failover_cluster: ReplicationCluster) -
         assert {n.address: n.role for n in cluster.topology()}[f"127.0.0.1:{new.port}"] == (
             NodeRole.PRIMARY
         )
+
+
+@pytest.fixture(scope="module")
+def stray_cluster() -> Iterator[ReplicationCluster]:
+    """A cluster of its own: its test fails over and never gets the old layout back."""
+    if _which("mariadbd", "mysqld") is None:
+        pytest.skip("mariadbd is not installed: replication cluster tests need the server binary")
+    with ReplicationCluster(replicas=2) as cluster:
+        yield cluster
+
+
+async def _writes(cluster: ClusterPool, table: str, first: int, count: int = 40) -> Counter[int]:
+    return Counter(
+        [
+            await _execute(cluster, f"INSERT INTO {table} VALUES (%s, 1)", first + i)
+            for i in range(count)
+        ]
+    )
+
+
+async def test_old_primary_back_writable_is_fenced_then_ambiguity_then_normal(
+    stray_cluster: ReplicationCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    replication = stray_cluster
+    old = replication.primary
+    caplog.set_level(logging.INFO, "aiopool")
+    table = f"s_{uuid.uuid4().hex[:10]}"
+    async with ClusterPool(_urls(replication), refresh_interval=0.2, timeout=10.0) as cluster:
+        await _execute(cluster, f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, v INT)")
+        await asyncio.to_thread(replication.wait_caught_up, 10)
+
+        # 1. Fail-over, then the old primary comes back by itself: writable,
+        #    replicating from nobody, while the other replica follows the new one.
+        new = await asyncio.to_thread(replication.failover)
+        (follower,) = replication.replicas
+        await asyncio.to_thread(replication.revive_stray, old)
+        await _until("fenced", lambda: _state(cluster, old.port) == "fenced", 20)
+        await _until("primary", lambda: _state(cluster, new.port) == "online")
+        stray_before = await asyncio.to_thread(_own_gtids, old)
+        ports = await _writes(cluster, table, 1000)
+        reads = {await _execute(cluster, "SELECT 1", readonly=True) for _ in range(20)}
+        for _ in range(3):
+            await cluster.refresh()
+        print(f"\nold primary back writable: 40 writes went to {dict(ports)}")
+        assert ports == Counter({new.port: 40}), "every write reached the promoted primary"
+        assert await asyncio.to_thread(_own_gtids, old) == stray_before, "none reached it"
+        assert old.port not in reads, "no reads either"
+        fenced = _warnings(caplog, "is fenced")
+        assert len(fenced) == 1 and f"127.0.0.1:{old.port}" in fenced[0], fenced
+        assert f"127.0.0.1:{new.port} is followed by 127.0.0.1:{follower.port}" in fenced[0]
+
+        # 2. The only replica stops replicating: two writable servers, nobody
+        #    following either. Writes are refused, naming both.
+        await asyncio.to_thread(replication.stop_replica, follower)
+        await _until("ambiguous", lambda: _state(cluster, new.port) == "ambiguous")
+        with pytest.raises(PoolTimeout) as refused:
+            await _refused_write(cluster)
+        message = str(refused.value)
+        assert "writes are refused" in message, message
+        assert f"127.0.0.1:{old.port}" in message and f"127.0.0.1:{new.port}" in message
+        assert len(_warnings(caplog, "writes are refused")) == 1
+
+        # 3. Replication restarts: a write waiting for the primary goes through
+        #    without any refresh() call, and the old primary is fenced again.
+        waiting = asyncio.create_task(_writes(cluster, table, 2000, 1))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "the write waits while the graph is ambiguous"
+        started = monotonic()
+        await asyncio.to_thread(replication.start_replica, follower)
+        async with asyncio.timeout(10):
+            assert await waiting == Counter({new.port: 1})
+        print(f"writes resumed {monotonic() - started:.2f} s after START SLAVE")
+        assert _state(cluster, old.port) == "fenced"
+
+        # 4. The operator sets read_only on the old primary: the fence lifts (it
+        #    replicates from nobody, so it serves nothing yet); then repoints it.
+        await asyncio.to_thread(old.query, "SET GLOBAL read_only = 1")
+        await _until("unfenced", lambda: _state(cluster, old.port) != "fenced")
+        assert (_info(cluster, old.port).role, _state(cluster, old.port)) == (
+            NodeRole.REPLICA,
+            "stopped",
+        )
+        await asyncio.to_thread(replication.rejoin, old)
+        await _until("replica", lambda: _state(cluster, old.port) == "online")
+        assert _info(cluster, old.port).replicates_from == f"127.0.0.1:{new.port}"
+        assert old.port in {await _execute(cluster, "SELECT 1", readonly=True) for _ in range(20)}
+        assert await _writes(cluster, table, 3000) == Counter({new.port: 40})
+        assert "writes resume, the primary is" in caplog.text
+
+
+async def _refused_write(cluster: ClusterPool) -> None:
+    async with cluster.connection(timeout=1.0):
+        raise AssertionError("a connection was given while the graph is ambiguous")
 
 
 # ---------------------------------------------------------------- Galera

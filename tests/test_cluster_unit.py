@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from time import monotonic
@@ -15,8 +16,10 @@ from asyncmy import errors as mysql_errors
 
 from aiopool import PoolClosed, PoolTimeout
 from aiopool._cluster import ClusterPool
-from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, classify
+from aiopool._cluster_graph import Decision, Member, decide
+from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, SourceLink, classify
 from aiopool._cluster_url import split_cluster_url
+from aiopool._cluster_watch import watch
 from tests.support.fakes import FakeConnection, FakeServer
 
 HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
@@ -104,7 +107,12 @@ class FakeCluster:
             self.nodes[host].status = status
 
     def replication(self, lag1: float = 0.0, lag2: float = 0.0) -> None:
-        self.script(NodeStatus.primary(), NodeStatus.replica(lag1), NodeStatus.replica(lag2))
+        """10.0.0.1 the primary (server_id 1); 10.0.0.2 and 10.0.0.3 replicate from it."""
+        self.script(
+            NodeStatus.primary(1),
+            NodeStatus.replica(lag1, source="10.0.0.1:3306", server_id=2),
+            NodeStatus.replica(lag2, source="10.0.0.1:3306", server_id=3),
+        )
 
 
 def make_cluster(fake: FakeCluster, **kwargs: Any) -> ClusterPool:
@@ -232,15 +240,88 @@ async def test_galera_node_leaves_until_synced_again(fake: FakeCluster, bad: Nod
         assert "10.0.0.2" in {await host_of(cluster) for _ in range(6)}
 
 
-async def test_two_writable_primaries_keep_writes_on_the_first(
+async def test_replica_made_writable_stays_a_replica_and_is_named_once(
     fake: FakeCluster, cluster: ClusterPool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake["10.0.0.3"].status = NodeStatus.primary()
+    fake["10.0.0.2"].status = NodeStatus.replica(
+        source="10.0.0.1:3306", server_id=2, read_only=False
+    )
     with caplog.at_level(logging.WARNING, "aiopool"):
+        for _ in range(3):
+            await cluster.refresh()
+    warnings = [r.getMessage() for r in caplog.records if "stays a replica" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert (
+        "node 10.0.0.2:3306 is writable (read_only=OFF) but replicates from 10.0.0.1:3306"
+        in (warnings[0])
+    )
+    assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.1"}
+    assert states(cluster)["10.0.0.2"] == (NodeRole.REPLICA, NodeState.ONLINE)
+    info = {n.address: n for n in cluster.topology()}["10.0.0.2:3306"]
+    assert (info.writable, info.readable, info.replicates_from) == (False, True, "10.0.0.1:3306")
+    assert "10.0.0.2" in {await host_of(cluster, True) for _ in range(10)}, "it still serves reads"
+
+
+async def test_old_primary_back_writable_is_fenced_once_per_episode(
+    fake: FakeCluster, cluster: ClusterPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fail-over: 10.0.0.2 promoted, 10.0.0.3 repointed to it; the old primary
+    # comes back writable, replicating from nobody, followed by nobody.
+    fake.script(
+        NodeStatus.primary(1),
+        NodeStatus.primary(2),
+        NodeStatus.replica(source="10.0.0.2:3306", server_id=3),
+    )
+    with caplog.at_level(logging.WARNING, "aiopool"):
+        for _ in range(3):
+            await cluster.refresh()
+        assert {await host_of(cluster) for _ in range(20)} == {"10.0.0.2"}
+        assert states(cluster)["10.0.0.1"] == (NodeRole.PRIMARY, NodeState.FENCED)
+        fenced = [r.getMessage() for r in caplog.records if "fenced" in r.getMessage()]
+        assert len(fenced) == 1 and "10.0.0.1:3306" in fenced[0], fenced
+        assert "10.0.0.2:3306 is followed by 10.0.0.3:3306" in fenced[0]
+        assert {await host_of(cluster, True) for _ in range(20)} == {"10.0.0.3"}
+        # The operator repoints it: the fence lifts.
+        fake["10.0.0.1"].status = NodeStatus.replica(source="10.0.0.2:3306", server_id=1)
         await cluster.refresh()
-    assert "2 writable primaries" in caplog.text
-    assert {await host_of(cluster) for _ in range(6)} == {"10.0.0.1"}
-    assert {await host_of(cluster, True) for _ in range(6)} == {"10.0.0.2"}
+        assert states(cluster)["10.0.0.1"] == (NodeRole.REPLICA, NodeState.ONLINE)
+        assert "10.0.0.1" in {await host_of(cluster, True) for _ in range(20)}
+        # A new episode warns again.
+        fake["10.0.0.1"].status = NodeStatus.primary(1)
+        await cluster.refresh()
+        await cluster.refresh()
+    fenced = [r.getMessage() for r in caplog.records if "fenced" in r.getMessage()]
+    assert len(fenced) == 2, fenced
+
+
+async def test_ambiguous_graph_refuses_writes_until_it_is_resolved(
+    fake: FakeCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.script(
+        NodeStatus.primary(1),
+        NodeStatus.primary(2),
+        NodeStatus.replica(lag=None, running=False, source="10.0.0.1:3306", server_id=3),
+    )
+    async with make_cluster(fake, timeout=0.3) as cluster:
+        with pytest.raises(PoolTimeout, match="writes are refused") as raised:
+            await host_of(cluster)
+        message = str(raised.value)
+        assert "10.0.0.1:3306, 10.0.0.2:3306" in message, message
+        assert "10.0.0.1:3306 primary/ambiguous" in message
+        assert states(cluster)["10.0.0.2"] == (NodeRole.PRIMARY, NodeState.AMBIGUOUS)
+        # Reads have no primary to fall back on either (the replica is stopped).
+        with pytest.raises(PoolTimeout):
+            await host_of(cluster, True)
+        writer = asyncio.create_task(host_of(cluster, timeout=10.0))
+        await asyncio.sleep(0.1)
+        assert not writer.done()
+        with caplog.at_level(logging.INFO, "aiopool"):
+            fake["10.0.0.3"].status = NodeStatus.replica(source="10.0.0.1:3306", server_id=3)
+            async with asyncio.timeout(5):  # resumed by the refresh_interval monitor alone
+                assert await writer == "10.0.0.1"
+            await cluster.refresh()  # the round's end reports
+        assert "writes resume, the primary is 10.0.0.1:3306" in caplog.text
+        assert states(cluster)["10.0.0.2"] == (NodeRole.PRIMARY, NodeState.FENCED)
 
 
 # ---------------------------------------------------------------- errors
@@ -264,6 +345,62 @@ async def test_wrong_node_error_marks_for_refresh_and_is_raised(
         # refresh_interval is a minute: only the mark can have triggered this.
         assert await host_of(cluster) == "10.0.0.2"
         assert fake["10.0.0.1"].probes > probes
+
+
+@pytest.mark.parametrize("errno", [1290, 1792, 1047])
+async def test_a_wrong_node_error_the_user_caught_still_reroutes(
+    fake: FakeCluster, errno: int
+) -> None:
+    async with make_cluster(fake, refresh_interval=60.0) as cluster:
+        fake.script(
+            NodeStatus.replica(source="10.0.0.2:3306", server_id=1),
+            NodeStatus.primary(2),
+            NodeStatus.replica(source="10.0.0.2:3306", server_id=3),
+        )
+        fake["10.0.0.1"].query_error = mysql_errors.OperationalError(errno, "wrong node")
+        async with cluster.connection() as conn:
+            assert conn.server.host == "10.0.0.1"
+            with pytest.raises(mysql_errors.OperationalError):
+                await conn.query(begin=False)  # the user's code catches it and goes on
+        # refresh_interval is a minute: only the caught error can have triggered this.
+        assert await host_of(cluster) == "10.0.0.2"
+
+
+async def test_a_lost_connection_the_user_caught_takes_the_node_out(
+    fake: FakeCluster, cluster: ClusterPool
+) -> None:
+    async with cluster.connection(readonly=True) as conn:
+        replica: FakeNode = conn.server
+        replica.go_down()
+        replica.status = mysql_errors.OperationalError(2003, "Can't connect")
+        try:
+            await conn.query(begin=False)
+        except mysql_errors.OperationalError as exc:
+            assert exc.args[0] == 2013
+        else:
+            raise AssertionError("the statement should have failed")
+        assert states(cluster)[replica.host][1] is NodeState.DOWN, "marked when raised"
+    other = ({"10.0.0.2", "10.0.0.3"} - {replica.host}).pop()
+    assert {await host_of(cluster, True) for _ in range(6)} == {other}
+
+
+async def test_other_caught_errors_change_nothing(fake: FakeCluster, cluster: ClusterPool) -> None:
+    fake["10.0.0.1"].query_error = mysql_errors.IntegrityError(1062, "Duplicate entry")
+    async with cluster.connection() as conn:
+        with pytest.raises(mysql_errors.IntegrityError):
+            await conn.query(begin=False)
+    assert states(cluster)["10.0.0.1"] == (NodeRole.PRIMARY, NodeState.ONLINE)
+    assert {n.last_error for n in cluster.topology()} == {None}
+
+
+def test_a_watched_connection_is_freed_without_the_garbage_collector() -> None:
+    seen: list[BaseException] = []
+    conn = FakeConnection(FakeServer())
+    watch(conn, seen.append)
+    assert type(conn) is FakeConnection, "only the instance changes"
+    ref = weakref.ref(conn)
+    del conn
+    assert ref() is None, "the wrappers hold no strong reference to their connection"
 
 
 async def test_errors_in_commit_are_classified_too(fake: FakeCluster, cluster: ClusterPool) -> None:
@@ -501,6 +638,182 @@ async def test_closed_cluster_refuses_and_waiters_see_it(fake: FakeCluster) -> N
     with pytest.raises(PoolClosed, match="is closed"):
         await host_of(cluster, True)
     assert all(not fake[h].live for h in HOSTS), "every connection closed, probes too"
+
+
+# ---------------------------------------------------------------- the primary, from the graph
+# decide() is pure: these scripts are what the probes of each member read.
+
+A, B, C, D = "10.0.0.1:3306", "10.0.0.2:3306", "10.0.0.3:3306", "10.0.0.4:3306"
+
+
+def member(name: str, status: NodeStatus | None, server_id: int | None = None) -> Member:
+    host, port = name.split(":")
+    return Member(name, host, int(port), status, server_id)
+
+
+def roles(decision: Decision) -> dict[str, tuple[NodeRole, NodeState, bool, bool]]:
+    return {n: (v.role, v.state, v.writable, v.readable) for n, v in decision.verdicts.items()}
+
+
+PRIMARY = (NodeRole.PRIMARY, NodeState.ONLINE, True, True)
+REPLICA = (NodeRole.REPLICA, NodeState.ONLINE, False, True)
+FENCED = (NodeRole.PRIMARY, NodeState.FENCED, False, False)
+AMBIGUOUS = (NodeRole.PRIMARY, NodeState.AMBIGUOUS, False, False)
+
+
+def test_a_single_writable_server_is_the_primary() -> None:
+    alone = decide([member(A, NodeStatus.primary(1))], 5.0)
+    assert (alone.primary, roles(alone)) == (A, {A: PRIMARY})
+    # Read-only servers that replicate from nobody do not make it less so.
+    idle = decide([member(A, NodeStatus.primary(1)), member(B, NodeStatus.replica())], 5.0)
+    assert idle.primary == A and idle.refused is None
+
+
+def test_a_replica_made_writable_is_still_a_replica() -> None:
+    decision = decide(
+        [
+            member(A, NodeStatus.primary(1)),
+            member(B, NodeStatus.replica(source=A, server_id=2, read_only=False)),
+            member(C, NodeStatus.replica(source=A, server_id=3)),
+        ],
+        5.0,
+    )
+    assert decision.primary == A
+    assert roles(decision) == {A: PRIMARY, B: REPLICA, C: REPLICA}
+    assert decision.writable_replicas == (B,)
+    assert f"writable (read_only=OFF) but replicates from {A}" in (
+        decision.verdicts[B].detail or ""
+    )
+    # Its reads still follow the replica rules.
+    lagging = NodeStatus(read_only=False, replication_running=True, lag=60.0, source=link(A))
+    late = decide([member(A, NodeStatus.primary(1)), member(B, lagging)], 5.0)
+    assert roles(late)[B] == (NodeRole.REPLICA, NodeState.LAGGING, False, False)
+
+
+def link(address: str, server_id: int | None = None, io: str = "Yes", sql: bool = True) -> Any:
+    host, port = address.split(":")
+    return SourceLink(host, int(port), server_id, io, sql)
+
+
+def test_the_source_is_matched_by_server_id_when_the_names_differ() -> None:
+    # The replica was pointed at a DNS name; the cluster URL lists addresses.
+    by_name = NodeStatus(read_only=False, source=link("db-a.internal:3306", server_id=1))
+    decision = decide([member(A, NodeStatus.primary(1)), member(B, by_name)], 5.0)
+    assert decision.primary == A and decision.sources == {B: A}
+    # Or by the source's own @@hostname and @@port.
+    named = NodeStatus(server_id=1, hostname="db-a", port=3306)
+    by_host = NodeStatus(read_only=False, source=link("DB-A:3306"))
+    assert decide([member(A, named), member(B, by_host)], 5.0).primary == A
+
+
+def test_an_unidentified_source_keeps_a_writable_node_out_of_the_primary_role() -> None:
+    # Not connected (no Master_Server_Id) and no address matches: it may be a
+    # member under another name, so the node is not a candidate...
+    unknown = NodeStatus(read_only=False, source=link("db-z:3306", io="Connecting"))
+    decision = decide([member(A, NodeStatus.primary(1)), member(B, unknown, 2)], 5.0)
+    assert decision.primary == A and decision.sources[B] == "db-z:3306 (not identified)"
+    # ...but a connected source whose id is no member's is outside the cluster:
+    # a cluster whose primary replicates from another site keeps its primary.
+    outside = NodeStatus(server_id=1, read_only=False, source=link("site-b:3306", server_id=9))
+    replica = NodeStatus.replica(source=A, server_id=2)
+    downstream = decide([member(A, outside), member(B, replica)], 5.0)
+    assert downstream.primary == A
+    assert downstream.sources == {A: "site-b:3306 (outside the cluster)", B: A}
+
+
+def test_stopped_replication_is_no_edge() -> None:
+    # Promoted with STOP SLAVE but no RESET SLAVE ALL: it follows nobody now.
+    promoted = NodeStatus(server_id=2, source=link(A, io="No", sql=False))
+    decision = decide([member(A, None, 1), member(B, promoted)], 5.0)
+    assert decision.primary == B
+
+
+def test_the_followed_writable_server_is_primary_and_the_other_is_fenced() -> None:
+    members = [
+        member(A, NodeStatus.primary(1)),  # the old primary, back writable
+        member(B, NodeStatus.primary(2)),  # promoted
+        member(C, NodeStatus.replica(source=B, server_id=3)),  # repointed
+    ]
+    decision = decide(members, 5.0)
+    assert decision.primary == B and decision.fenced == (A,)
+    assert roles(decision) == {A: FENCED, B: PRIMARY, C: REPLICA}
+    assert decision.verdicts[A].detail == (
+        f"writable (read_only=OFF) but no member replicates from it, while {B} is followed by {C}"
+    )
+    # The fence lifts once the operator repoints it.
+    members[0] = member(A, NodeStatus.replica(source=B, server_id=1))
+    assert roles(decide(members, 5.0)) == {A: REPLICA, B: PRIMARY, C: REPLICA}
+
+
+def test_two_writable_servers_nobody_follows_are_ambiguous() -> None:
+    decision = decide([member(A, NodeStatus.primary(1)), member(B, NodeStatus.primary(2))], 5.0)
+    assert decision.primary is None and roles(decision) == {A: AMBIGUOUS, B: AMBIGUOUS}
+    assert decision.refused == (
+        "2 writable servers replicate from no member and no member replicates from any of "
+        f"them: {A}, {B}"
+    )
+
+
+def test_two_followed_writable_servers_are_ambiguous() -> None:
+    decision = decide(
+        [
+            member(A, NodeStatus.primary(1)),
+            member(B, NodeStatus.primary(2)),
+            member(C, NodeStatus.replica(source=A, server_id=3)),
+            member(D, NodeStatus.replica(source=B, server_id=4)),
+        ],
+        5.0,
+    )
+    assert decision.primary is None
+    assert decision.refused == (
+        f"2 writable servers each have replicas: {A} (followed by {C}), {B} (followed by {D})"
+    )
+    assert roles(decision)[C] == REPLICA, "replicas keep serving reads"
+
+
+def test_a_replication_cycle_is_ambiguous() -> None:
+    decision = decide(
+        [
+            member(A, NodeStatus.primary(1, source=B)),
+            member(B, NodeStatus.primary(2, source=A)),
+            member(C, NodeStatus.replica(source=A, server_id=3)),
+        ],
+        5.0,
+    )
+    assert decision.primary is None
+    assert decision.refused == f"replication cycle {A} -> {B} -> {A}"
+    assert set(decision.writable_replicas) == {A, B}
+
+
+def test_a_down_member_contributes_no_edges() -> None:
+    # C followed B before it went down; that may no longer be true.
+    members = [
+        member(A, NodeStatus.primary(1)),
+        member(B, NodeStatus.primary(2)),
+        member(C, None, 3),
+    ]
+    assert decide(members, 5.0).refused is not None
+    # The source's SHOW REPLICA HOSTS still lists C: B is followed.
+    members[1] = member(B, dataclasses.replace(NodeStatus.primary(2), replica_ids=frozenset({3})))
+    decision = decide(members, 5.0)
+    assert decision.primary == B and decision.fenced == (A,)
+
+
+def test_the_replicas_own_view_wins_over_a_stale_replica_hosts_list() -> None:
+    # SHOW REPLICA HOSTS keeps listing a replica for a while after it stopped.
+    members = [
+        member(A, NodeStatus.primary(1)),
+        member(B, dataclasses.replace(NodeStatus.primary(2), replica_ids=frozenset({3}))),
+        member(C, NodeStatus.replica(running=False, source=B, server_id=3)),
+    ]
+    assert decide(members, 5.0).primary is None
+
+
+def test_galera_nodes_are_left_to_classify() -> None:
+    decision = decide([member(n, NodeStatus.galera()) for n in (A, B, C)], 5.0)
+    assert decision.primary is None and decision.refused is None
+    assert {v.role for v in decision.verdicts.values()} == {NodeRole.GALERA}
+    assert all(v.writable for v in decision.verdicts.values())
 
 
 # ---------------------------------------------------------------- rules and URLs

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiopool import AsyncConnectionPool, PoolStats
-from tests.support.realdb import ScratchDatabase
+from tests.support.realdb import ScratchDatabase, execute
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -140,8 +141,19 @@ def check_burst(
 # --- FastAPI -----------------------------------------------------------------
 
 
-async def test_fastapi_request_health_and_transactions(database_url: str) -> None:
-    app = fastapi_app.create_app(database_url, min_size=1, max_size=MAX_SIZE)
+async def tables(url: str) -> list[str]:
+    """The tables of the database `url` names."""
+    sql = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+    (rows,) = await execute(url, sql)
+    return sorted(row[0] for row in rows)
+
+
+# The FastAPI example creates a table and drops it when it stops: each test gets a
+# database of its own, so that runs sharing a server cannot drop each other's table.
+
+
+async def test_fastapi_request_health_and_transactions(scratch: ScratchDatabase) -> None:
+    app = fastapi_app.create_app(scratch.url, min_size=1, max_size=MAX_SIZE)
     async with asyncio.timeout(60):
         async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base) as http:
             response = await http.get("/items/7")
@@ -162,10 +174,11 @@ async def test_fastapi_request_health_and_transactions(database_url: str) -> Non
             assert (await http.post(f"/visits/{name}")).json()["hits"] == 3
             assert (await http.get("/health")).json()["pool_in_use"] == 0
         assert app.state.pool.closed
+    assert await tables(scratch.url) == [], "the example left its table behind"
 
 
-async def test_fastapi_burst_larger_than_pool(database_url: str) -> None:
-    app = fastapi_app.create_app(database_url, min_size=1, max_size=MAX_SIZE)
+async def test_fastapi_burst_larger_than_pool(scratch: ScratchDatabase) -> None:
+    app = fastapi_app.create_app(scratch.url, min_size=1, max_size=MAX_SIZE)
     limits = httpx.Limits(max_connections=BURST + 1)
     async with asyncio.timeout(60):
         async with (
@@ -333,8 +346,8 @@ def test_anyio_taskgroup_leaves_pool_whole(database_url: str) -> None:
     ],
 )
 @needs_events  # the demo serves examples/metrics_app.py and reads its wait histogram
-def test_demo_runs_and_reports(database_url: str, args: list[str]) -> None:
-    result = run_example(database_url, "examples/demo.py", *args, timeout=90)
+def test_demo_runs_and_reports(scratch_sync: ScratchDatabase, args: list[str]) -> None:
+    result = run_example(scratch_sync.url, "examples/demo.py", *args, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [re.fullmatch(r"  (\S.*?)\s{2,}(\S.*)", line) for line in result.stdout.splitlines()]
     lines = {row[1]: row[2] for row in rows if row}
@@ -360,3 +373,43 @@ def test_demo_runs_and_reports(database_url: str, args: list[str]) -> None:
     assert int(handouts[1].replace(",", "")) == requests + 1 > 1
     assert "exit code 0, pool closed, 0 in use" in lines["server stopped"]
     assert "req/s" in result.stderr, "no progress lines on stderr"
+    assert asyncio.run(tables(scratch_sync.url)) == [], "the demo left its table behind"
+
+
+def test_fastapi_app_runs_under_the_uvicorn_command(scratch_sync: ScratchDatabase) -> None:
+    """`cd examples && uvicorn fastapi_app:app`, as the docs say, then a clean stop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {**os.environ, "AIOPOOL_URL": scratch_sync.url}
+    command = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--fd", str(sock.fileno())]
+    server = subprocess.Popen(
+        command,
+        cwd=EXAMPLES,
+        env=env,
+        pass_fds=[sock.fileno()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sock.close()
+    try:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert server.poll() is None, "uvicorn exited during startup"
+                try:
+                    response = http.get("/items/7")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "uvicorn did not start serving"
+                    time.sleep(0.1)
+            assert response.status_code == 200 and response.json()["n"] == 7
+            assert http.post("/visits/cli").json() == {"name": "cli", "hits": 1}
+            assert asyncio.run(tables(scratch_sync.url)) == ["aiopool_example_visits"]
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn runs the lifespan shutdown
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "Application shutdown complete" in output
+    assert asyncio.run(tables(scratch_sync.url)) == [], "the app left its table behind"

@@ -22,7 +22,7 @@ def server() -> FakeServer:
 async def test_drain_replaces_idle_now_and_lent_on_return(server: FakeServer) -> None:
     async with fake_pool(server, min_size=2, max_size=3) as pool:
         lent = await pool.acquire()
-        old_idle = {slot.conn for slot in pool._idle}
+        old_idle = {slot.conn for slot in pool._ledger.idle}
         await pool.drain()
         await settle(pool)
         assert all(not c.connected for c in old_idle)
@@ -30,7 +30,7 @@ async def test_drain_replaces_idle_now_and_lent_on_return(server: FakeServer) ->
         await pool.release(lent)
         await settle(pool)
         assert not lent.connected, "retired when returned"
-        fresh = {slot.conn for slot in pool._idle}
+        fresh = {slot.conn for slot in pool._ledger.idle}
         assert fresh and not fresh & (old_idle | {lent})
         check_invariants(pool, server)
 
@@ -40,7 +40,7 @@ async def test_drain_retires_connections_opened_before_it(server: FakeServer) ->
     async with fake_pool(server, min_size=0, max_size=2) as pool:
         task = asyncio.create_task(pool.acquire())
         await asyncio.sleep(0.01)
-        assert pool._opening == 1
+        assert pool._ledger.opening == 1
         await pool.drain()  # the connection being opened predates the drain
         conn = await task
         assert conn.connected, "the waiter still gets served"
@@ -56,14 +56,14 @@ async def test_resize_grows_and_shrinks(server: FakeServer) -> None:
     async with fake_pool(server, min_size=1, max_size=2) as pool:
         await pool.resize(3, 5)
         await settle(pool)
-        assert len(pool._idle) == 3 and pool.max_size == 5
+        assert len(pool._ledger.idle) == 3 and pool.max_size == 5
         held = [await pool.acquire() for _ in range(5)]
         await pool.resize(1, 2)
         await settle(pool)
         for conn in held:
             await pool.release(conn)
         await settle(pool)
-        assert pool._size == 2 and len(server.live) == 2
+        assert pool._ledger.size == 2 and len(server.live) == 2
         server.max_live = len(server.live)  # the old peak was under the old limit
         check_invariants(pool, server)
         with pytest.raises(ValueError, match="min_size"):

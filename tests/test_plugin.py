@@ -143,15 +143,15 @@ def test_url_option_and_ini_key_win_over_the_environment(
     result.stdout.fnmatch_lines([f"*--aiopool-url {bad} does not work: *"])
 
 
-def plugin_snippets(text: str) -> list[tuple[str, str]]:
-    """The README's ```python-pytest blocks, each with the project file it says it shows."""
-    pattern = r"From `(tests/plugin_project/[^`]+)`:\n\n```python-pytest\n(.*?)```"
-    return re.findall(pattern, text, flags=re.S)
-
-
-def test_readme_shows_the_tested_project_files() -> None:
+def test_docs_include_the_tested_project_files() -> None:
+    """docs/testing.md shows the plugin project's files by including them (snippets)."""
     root = PROJECTS.parent.parent
-    text = (root / "README.md").read_text()
-    assert text.count("```python-pytest") == len(plugin_snippets(text))
-    for path, code in plugin_snippets(text):
-        assert (root / path).read_text() == code, f"README's copy of {path} is out of date"
+    text = (root / "docs" / "testing.md").read_text()
+    included = re.findall(r'--8<-- "(tests/plugin_project/[^"]+)"', text)
+    assert set(included) == {
+        "tests/plugin_project/pool/test_pool.py",
+        "tests/plugin_project/shared/conftest.py",
+        "tests/plugin_project/shared/test_shared.py",
+    }
+    for path in included:
+        assert (root / path).is_file(), path

@@ -28,21 +28,16 @@ from tests.support.pooltools import check_invariants
 
 
 class ObservedPool(AsyncConnectionPool):
-    """The real pool, plus a count of maintenance rounds under way.
+    """The real pool, saying whether a maintenance round is under way.
 
-    A maintenance round takes slots out of the idle stack while it closes or
-    pings them, so the pool is only "quiet" (``check_invariants`` applies)
-    between rounds.  Behaviour is unchanged.
+    A maintenance round takes slots out of the idle stack while it pings
+    them, so the pool is only "quiet" (``check_invariants`` applies) between
+    rounds.  Behaviour is unchanged.
     """
 
-    maintaining = 0
-
-    async def _maintain(self) -> None:
-        self.maintaining += 1
-        try:
-            await super()._maintain()
-        finally:
-            self.maintaining -= 1
+    @property
+    def maintaining(self) -> bool:
+        return self._maintenance.busy
 
 
 class Boom(Exception):
@@ -256,7 +251,7 @@ class World:
         assert isinstance(conn, FakeConnection)
         assert conn.connected and not conn._stream_broken, f"handed out a broken {conn!r}"
         assert conn not in self.held, f"{conn!r} for {client!r} is held by {self.held[conn]!r}"
-        slot = pool._lent.get(id(conn))
+        slot = pool._ledger.lent.get(id(conn))
         assert slot is not None and slot.ref() is conn, f"{conn!r} handed out but not lent"
         assert not pool.closed, "a connection was handed out after close() started"
         self.held[conn] = client
@@ -392,7 +387,7 @@ class World:
             case Resize(min_size, extra):
                 if self.closer is None:
                     max_size = max(1, min_size + extra)
-                    self.ceiling = max(max_size, self.pool._size)
+                    self.ceiling = max(max_size, self.pool._ledger.size)
                     self.peak_max_size = max(self.peak_max_size, max_size)
                     await self.pool.resize(min_size, max_size)
             case Close(timeout):
@@ -413,9 +408,9 @@ class World:
         """Wait (briefly) until no return, close or maintenance round is in flight."""
         pool = self.pool
         for _ in range(100):
-            if not pool._tasks and not pool.maintaining:
+            if not pool._tasks.tasks and not pool.maintaining:
                 await asyncio.sleep(0)  # done-callbacks run
-                if not pool._tasks and not pool.maintaining:
+                if not pool._tasks.tasks and not pool.maintaining:
                     return True
             await asyncio.sleep(0.001)
         return False
@@ -430,47 +425,55 @@ class World:
         self.raise_failures()
 
         # At every moment, quiet or not.
-        assert pool._opening >= 0
-        in_lists = len(pool._idle) + len(pool._lent) + pool._opening
-        assert in_lists <= pool._size <= self.ceiling, (in_lists, pool._size, self.ceiling)
-        self.ceiling = max(pool.max_size, pool._size)
+        assert pool._ledger.opening >= 0
+        in_lists = len(pool._ledger.idle) + len(pool._ledger.lent) + pool._ledger.opening
+        books = pool._ledger
+        assert in_lists <= books.size <= self.ceiling, (in_lists, books.size, self.ceiling)
+        self.ceiling = max(pool.max_size, pool._ledger.size)
         assert len(server.live) <= self.ceiling, (len(server.live), self.ceiling)
         assert server.max_live <= self.peak_max_size, (server.max_live, self.peak_max_size)
         for conn, client in self.held.items():
             assert client.phase == "holding" and client.conn is conn
-            slot = pool._lent.get(id(conn))
+            slot = pool._ledger.lent.get(id(conn))
             assert slot is not None and slot.ref() is conn, f"{client!r} holds a conn not lent"
         acquiring = sum(c.phase == "acquiring" for c in self.clients)
         in_between = sum(c.phase in ("acquiring", "returning") for c in self.clients)
-        live_waiters = [w for w in pool._waiters if not w.done()]
+        live_waiters = [w for w in pool._ledger.waiters if not w.done()]
         assert len(live_waiters) <= acquiring, (live_waiters, acquiring)
         if not acquiring:
-            assert not pool._waiters, "a waiter future is left with no task waiting"
-        unclaimed = set(pool._lent) - {id(conn) for conn in self.held}
+            assert not pool._ledger.waiters, "a waiter future is left with no task waiting"
+        unclaimed = set(pool._ledger.lent) - {id(conn) for conn in self.held}
         assert len(unclaimed) <= in_between, f"lent to nobody: {unclaimed}"
 
         closing = self.closer is not None and not self.closer.done()
         if not quiet or closing:
             return
-        if pool._size <= pool.max_size:  # else shrinking after resize(): see below
+        if pool._ledger.size <= pool.max_size:  # else shrinking after resize(): see below
             check_invariants(pool)
         else:
-            assert pool._size == len(pool._idle) + len(pool._lent) + pool._opening
-        slots = [*pool._idle, *pool._lent.values()]
+            books = pool._ledger
+            assert books.size == len(books.idle) + len(books.lent) + books.opening
+        slots = [*pool._ledger.idle, *pool._ledger.lent.values()]
         sockets = {s.transport for s in slots if not s.transport.closed}
         assert server.live == sockets, "the server's connections are not the pool's"
         if pool.closed:
-            assert not pool._idle and not pool._opening
+            assert not pool._ledger.idle and not pool._ledger.opening
             return
-        if not pool._lent and not pool._opening:
+        if not pool._ledger.lent and not pool._ledger.opening:
             # Nothing lent, nothing being opened: a surplus left by resize() is gone.
-            assert pool._size <= pool.max_size, ("above max_size", pool._size, pool.max_size)
+            size = pool._ledger.size
+            assert size <= pool.max_size, ("above max_size", size, pool.max_size)
         if live_waiters:
-            assert not pool._idle, "a request waits while a connection sits idle"
-            assert pool._opening or pool._size >= pool.max_size, (
-                "a request waits, there is room, and nothing is being opened"
-            )
-        assert pool._size >= pool.min_size or pool._opening, "below min_size, not refilling"
+            assert not pool._ledger.idle, "a request waits while a connection sits idle"
+            # Growth may wait for loans expected back sooner than a connect,
+            # but then it has a look-again timer set.
+            assert (
+                pool._ledger.opening
+                or pool._ledger.size >= pool.max_size
+                or pool._opener.recheck_pending
+            ), "a request waits, there is room, nothing is being opened, and no look-again is due"
+        books = pool._ledger
+        assert books.size >= pool.min_size or books.opening, "below min_size, not refilling"
 
     async def teardown(self) -> None:
         pool, server = self.pool, self.server
@@ -491,10 +494,11 @@ class World:
             await self.closer
         for _ in range(3):
             await asyncio.sleep(0)  # cancelled leftovers finish
-        assert pool._size == 0, pool
-        assert not pool._idle and not pool._lent and not pool._opening and not pool._waiters
-        assert all(t.done() for t in (*pool._tasks, *pool._openers))
-        assert pool._maintenance is not None and pool._maintenance.done()
+        assert pool._ledger.size == 0, pool
+        books = pool._ledger
+        assert not books.idle and not books.lent and not books.opening and not books.waiters
+        assert all(t.done() for t in (*pool._tasks.tasks, *pool._opener.tasks.tasks))
+        assert pool._maintenance_task is not None and pool._maintenance_task.done()
         assert not server.live, server.live
         try:
             await pool.acquire(0.01)

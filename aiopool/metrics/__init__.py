@@ -6,10 +6,10 @@ listener the exporter adds to the pool (``pool.add_listener``): one
 observation per hand-out, return, connection opened and timeout.  Nothing
 runs in the background.
 
-* ``aiopool.metrics.prometheus`` (``pip install 'aiopool[prometheus]'``):
+* ``aiopool.metrics.prometheus`` (``pip install 'aiopool-mysql[prometheus]'``):
   ``register(pool)`` adds the pool to a collector in a prometheus_client
   registry.
-* ``aiopool.metrics.otel`` (``pip install 'aiopool[otel]'``):
+* ``aiopool.metrics.otel`` (``pip install 'aiopool-mysql[otel]'``):
   ``instrument(pool)`` reports the pool through OpenTelemetry instruments
   named after the database-client connection-pool conventions.
 

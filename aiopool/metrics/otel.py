@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics for aiopool pools (``pip install 'aiopool[otel]'``).
+"""OpenTelemetry metrics for aiopool pools (``pip install 'aiopool-mysql[otel]'``).
 
 >>> from aiopool.metrics.otel import instrument
 >>> instrumentation = instrument(pool)  # doctest: +SKIP
@@ -54,7 +54,7 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "aiopool.metrics.otel needs opentelemetry-api: pip install 'aiopool[otel]'"
+        "aiopool.metrics.otel needs opentelemetry-api: pip install 'aiopool-mysql[otel]'"
     ) from exc
 
 from .. import __version__

@@ -1,4 +1,4 @@
-"""Prometheus metrics for aiopool pools (``pip install 'aiopool[prometheus]'``).
+"""Prometheus metrics for aiopool pools (``pip install 'aiopool-mysql[prometheus]'``).
 
 >>> from aiopool.metrics.prometheus import register
 >>> collector = register(pool)  # doctest: +SKIP
@@ -45,7 +45,8 @@ try:
     from prometheus_client.utils import floatToGoString as _go_float
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "aiopool.metrics.prometheus needs prometheus_client: pip install 'aiopool[prometheus]'"
+        "aiopool.metrics.prometheus needs prometheus_client:"
+        " pip install 'aiopool-mysql[prometheus]'"
     ) from exc
 
 from .._pool import AsyncConnectionPool

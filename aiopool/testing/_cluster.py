@@ -8,8 +8,9 @@ ephemeral range, in temp dirs; every wait is bounded; ``stop()``, the context
 manager and ``atexit`` stop every process. The shared server is never touched.
 
 Each cluster has two users besides root: ``app``/``app`` (ALL on ``app.*``,
-plus SLAVE MONITOR and BINLOG MONITOR to read replica status, but *not*
-READ_ONLY ADMIN, so a replica refuses its writes with 1290) and
+plus SLAVE MONITOR and BINLOG MONITOR to read replica status and REPLICATION
+MASTER ADMIN for ``SHOW REPLICA HOSTS``, but *not* READ_ONLY ADMIN, so a
+replica refuses its writes with 1290) and
 ``admin``/``admin`` (ALL on ``*.*``). Database ``app`` exists everywhere.
 
 Methods block (they drive the ``mariadb`` command-line client): from async

@@ -55,10 +55,12 @@ class ReplicationNode(_Node):
     def pid(self) -> int | None:
         return self.server.pid
 
-    def set_role(self, role: Role) -> None:
-        """Record the role; anything but the primary restarts with ``read_only=1``."""
+    def set_role(self, role: Role, *, writable: bool | None = None) -> None:
+        """Record the role; anything but the primary restarts with ``read_only=1``
+        (``writable`` overrides that for the next restarts)."""
         self.role = role
-        self._init_file.write_text(f"SET GLOBAL read_only = {int(role != 'primary')};\n")
+        read_only = role != "primary" if writable is None else not writable
+        self._init_file.write_text(f"SET GLOBAL read_only = {int(read_only)};\n")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would; ``restart()`` brings it back with its data."""
@@ -203,6 +205,18 @@ class ReplicationCluster:
                 self._point_at(node, new_primary)
         _log.info("failover: %s -> %s", old.name, new_primary.name)
         return new_primary
+
+    def revive_stray(self, node: ReplicationNode) -> None:
+        """Restart a failed old primary the way it comes back by itself after a
+        crash: writable, replicating from nobody, nobody replicating from it.
+
+        Its role stays ``failed`` (a client must not write to it: split brain);
+        ``rejoin()`` makes it a replica of the current primary.
+        """
+        if node.role != "failed":
+            raise ValueError(f"{node!r} is not a failed old primary")
+        node.set_role("failed", writable=True)
+        node.restart()
 
     def rejoin(self, node: ReplicationNode) -> None:
         """Bring a failed (killed) old primary back as a read-only replica.

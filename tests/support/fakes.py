@@ -98,6 +98,8 @@ class FakeConnection:
     async def query(self, delay: float = 0.0, *, begin: bool = True) -> None:
         """Stand-in for running a statement (opens a transaction like autocommit=0)."""
         await self._round_trip(delay)
+        if self.server.query_error is not None:
+            raise self.server.query_error
         if begin:
             self.in_trans = True
 
@@ -147,6 +149,7 @@ class FakeServer:
         self.ping_error: BaseException | None = None
         self.commit_delay = 0.0
         self.commit_error: BaseException | None = None
+        self.query_error: BaseException | None = None
         self.rollback_delay = 0.0
         self.rollback_error: BaseException | None = None
         self.eof_visible = True

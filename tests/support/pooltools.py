@@ -21,33 +21,33 @@ def fake_pool(server: FakeServer, **kwargs: Any) -> AsyncConnectionPool:
 async def settle(pool: AsyncConnectionPool, rounds: int = 200) -> None:
     """Let pool-owned tasks (openers, returns, closes) finish."""
     for _ in range(rounds):
-        if not pool._tasks and not pool._openers and not pool._waiters:
+        if not pool._tasks.tasks and not pool._opener.tasks.tasks and not pool._ledger.waiters:
             # One more turn so done-callbacks have run.
             await asyncio.sleep(0)
-            if not pool._tasks and not pool._openers:
+            if not pool._tasks.tasks and not pool._opener.tasks.tasks:
                 return
         await asyncio.sleep(0.005)
 
 
 def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None) -> None:
     """What must hold whenever the pool is quiet (no return or close in flight)."""
-    idle = list(pool._idle)
-    lent = list(pool._lent.values())
-    assert pool._size <= pool.max_size, (pool._size, pool.max_size)
-    assert pool._size == len(idle) + len(lent) + pool._opening, (
-        pool._size,
+    idle = list(pool._ledger.idle)
+    lent = list(pool._ledger.lent.values())
+    assert pool._ledger.size <= pool.max_size, (pool._ledger.size, pool.max_size)
+    assert pool._ledger.size == len(idle) + len(lent) + pool._ledger.opening, (
+        pool._ledger.size,
         len(idle),
         len(lent),
-        pool._opening,
+        pool._ledger.opening,
     )
     assert len({id(s) for s in idle + lent}) == len(idle) + len(lent), "a slot is in two places"
     for slot in idle:
         assert slot.conn.connected, "a closed connection sits idle"
         assert not slot.conn.get_transaction_status(), "an idle connection is in a transaction"
     stats = pool.get_stats()
-    assert stats.pool_size == pool._size
+    assert stats.pool_size == pool._ledger.size
     assert stats.pool_available == len(idle)
-    assert stats.requests_waiting == len(pool._waiters)
+    assert stats.requests_waiting == len(pool._ledger.waiters)
     if server is not None:
         assert len(server.live) == len(idle) + len(lent), (len(server.live), len(idle), len(lent))
         assert server.max_live <= pool.max_size

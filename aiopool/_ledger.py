@@ -1,0 +1,541 @@
+"""The pool's books, and every decision about them, in one synchronous class.
+
+The ledger owns the idle stack, the lent table, the waiter queue, the size
+and opening counts, the generation and the pool's life-cycle state; no other
+module assigns them (``tests/test_ledger_ownership.py`` reads the package
+with ``ast`` to keep it so).  It never awaits, never touches a socket and
+never reads the clock: the time is passed in.  What it decides that needs
+I/O (open a connection, close one, look again later) it asks of the workers
+through three effects bound by the pool, each of which only starts work.
+
+asyncio runs one task at a time, so each method is one atomic change: the
+invariant ``idle + lent + opening <= size <= max_size`` (``size`` also
+counts connections being checked, returned or closed) holds between any two
+calls, and so at every ``await`` of the workers around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from ._backoff import Backoff
+from ._config import PoolLimits
+from ._protocols import Connection
+from ._slot import Slot
+from ._stats import Counters
+from ._waiters import Waiter, WaitQueue
+from .events import CloseReason
+
+__all__ = ["CLOSED", "CLOSING", "FORKED", "NEW", "OPEN", "Ledger"]
+
+NEW: Final = "new"
+OPEN: Final = "open"
+CLOSING: Final = "closing"
+CLOSED: Final = "closed"
+FORKED: Final = "forked"
+
+OpenEffect = Callable[[int], None]
+"""Start opening one connection for the given generation (its place is already counted)."""
+CloseEffect = Callable[[Slot, CloseReason, bool], None]
+"""Close a slot already taken off the books' lists (politely if the flag says so)."""
+RecheckEffect = Callable[[float], None]
+"""Ask the ledger's ``grow`` again after this many seconds."""
+
+# Weight of the newest connect time in its running average.
+_CONNECT_WEIGHT = 0.3
+# Loan times are averaged over roughly this many recent returns.
+_HOLD_WINDOW = 64
+# The soonest growth is reconsidered after it declined to open.
+_MIN_RECHECK = 0.002
+
+
+def _ignore_open(_generation: int) -> None:
+    raise RuntimeError("the ledger's effects were not bound")
+
+
+def _ignore_close(_slot: Slot, _reason: CloseReason, _polite: bool) -> None:
+    raise RuntimeError("the ledger's effects were not bound")
+
+
+def _ignore_recheck(_delay: float) -> None:
+    pass
+
+
+class Ledger:
+    """Idle stack, lent table, waiters and counts, with the rules that change them."""
+
+    __slots__ = (
+        "_close",
+        "_connect_s",
+        "_held_n",
+        "_held_s",
+        "_open",
+        "_recheck",
+        "backoff",
+        "check_after",
+        "counters",
+        "generation",
+        "idle",
+        "keep_idle",
+        "lent",
+        "limits",
+        "opening",
+        "size",
+        "state",
+        "waiters",
+    )
+
+    def __init__(self, limits: PoolLimits, *, keep_idle: bool = True) -> None:
+        self.limits = limits
+        # An idle connection unused this long is pinged before hand-out (inf: never).
+        self.check_after = math.inf if limits.check_after is None else limits.check_after
+        # False for NullConnectionPool: a returned connection nobody waits for is closed.
+        self.keep_idle = keep_idle
+        self.state: str = NEW
+        self.idle: deque[Slot] = deque()
+        # Keyed by id(conn): the pool must not keep lent connections alive.
+        self.lent: dict[int, Slot] = {}
+        self.waiters = WaitQueue()
+        self.size = 0  # every slot that exists: opening, idle, lent, being returned or closed
+        self.opening = 0
+        self.generation = 0  # bumped by drain(): connections opened before it retire
+        self.counters = Counters()
+        self.backoff = Backoff()
+        # Demand figures for growth: running averages of connect and loan times.
+        self._connect_s: float | None = None
+        self._held_s = 0.0
+        self._held_n = 0
+        self._open: OpenEffect = _ignore_open
+        self._close: CloseEffect = _ignore_close
+        self._recheck: RecheckEffect = _ignore_recheck
+
+    def bind(self, *, open: OpenEffect, close: CloseEffect, recheck: RecheckEffect) -> None:
+        """Connect the ledger's decisions to the workers that carry them out."""
+        self._open = open
+        self._close = close
+        self._recheck = recheck
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, now: float) -> None:
+        """The pool opened: start filling it to ``min_size``."""
+        self.state = OPEN
+        self.grow(now)
+
+    def begin_close(self, error: BaseException) -> list[Slot]:
+        """Stop lending; wake every waiter with ``error``; give the idle slots to close."""
+        self.state = CLOSING
+        self.waiters.fail_all(error)
+        return self._take_all_idle()
+
+    def finish_close(self) -> list[Slot]:
+        """The pool is closed; whatever is still idle is the caller's to drop."""
+        self.state = CLOSED
+        return self._take_all_idle()
+
+    def close_unopened(self) -> None:
+        """``close()`` on a pool that was never opened."""
+        self.state = CLOSED
+
+    def forget_after_fork(self) -> list[Slot]:
+        """In a forked child: forget every slot (they are the parent's) and refuse use."""
+        leftovers = [*self.idle, *self.lent.values()]
+        self.idle.clear()
+        self.lent.clear()
+        self.waiters.clear()
+        self.size = self.opening = 0
+        self.state = FORKED
+        return leftovers
+
+    def _take_all_idle(self) -> list[Slot]:
+        slots = list(self.idle)
+        self.idle.clear()
+        return slots
+
+    # ------------------------------------------------------------------ hand-out
+
+    def lend_fresh(self, now: float) -> Connection | None:
+        """The fast path: the top idle connection, if nobody is queued and it is fresh.
+
+        The caller has made sure it runs in the pool's loop.  Fresh means
+        checked within ``check_after`` and not expired (one comparison, see
+        ``Slot.fresh_until``), and no EOF seen on its socket.
+        """
+        idle = self.idle
+        if not idle or self.waiters:
+            return None
+        slot = idle[-1]
+        conn = slot.conn
+        if now >= slot.fresh_until or conn._stream_broken:  # type: ignore[union-attr]
+            return None
+        idle.pop()
+        slot.conn = None
+        self.lent[slot.key] = slot
+        slot.lent_at = now  # also the loan's identity (see ConnectionContext)
+        self.counters.requests_num += 1
+        return conn
+
+    def take_idle(self) -> Slot | None:
+        """Pop an idle slot (lent, unchecked) if nobody is queued ahead of the caller."""
+        self.waiters.prune()
+        if self.waiters or not self.idle:
+            return None
+        slot = self.idle.pop()
+        self.lent[slot.key] = slot
+        return slot
+
+    def enqueue(self, waiter: Waiter, now: float) -> None:
+        """A request must wait: queue it, serve it from idle if possible, maybe grow."""
+        self.waiters.append(waiter)
+        self._serve_waiters_from_idle()
+        self.grow(now)
+
+    def give_up(self, waiter: Waiter, now: float) -> None:
+        """A waiting request is leaving (cancelled, timed out): pass on what it was given."""
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            slot = waiter.result()
+            if slot is not None:
+                del self.lent[slot.key]
+                self.put_back(slot, now)
+                return
+        waiter.cancel()
+        self.waiters.discard(waiter)
+
+    def hand_out(self, slot: Slot, now: float) -> Connection:
+        """A checked slot goes to its borrower: the loan starts now."""
+        slot.lent_at = now
+        if not slot.proven:
+            slot.proven = True
+            self.backoff.proven()
+        conn = slot.conn
+        assert conn is not None
+        slot.conn = None
+        return conn
+
+    def _serve_waiters_from_idle(self) -> None:
+        while self.idle and self.waiters:
+            slot = self.idle.pop()
+            if not self._lend_to_waiter(slot):
+                self.idle.append(slot)
+                return
+
+    def _lend_to_waiter(self, slot: Slot) -> bool:
+        """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
+        self.lent[slot.key] = slot
+        if self.waiters.hand_off(slot):
+            return True
+        del self.lent[slot.key]
+        return False
+
+    # ------------------------------------------------------------------ return
+
+    def return_clean(self, conn: Connection, now: float) -> Slot | None:
+        """The fast return of a connection the caller found clean; None if not lent.
+
+        A clean connection goes to the oldest waiter or onto the idle stack,
+        with no round trip; an expired one is closed politely (``slot.closing``
+        then says so).
+        """
+        slot = self.lent.pop(id(conn), None)
+        if slot is None:
+            return None
+        slot.conn = conn
+        held = now - slot.lent_at
+        self.counters.usage_s += held
+        self._held_s += held
+        self._held_n += 1
+        if now >= slot.expires_at:
+            self.retire(slot, self.expiry_reason(slot), now)
+            return slot
+        slot.idle_since = now
+        fresh = now + self.check_after
+        slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
+        if not self.waiters or not self._lend_to_waiter(slot):
+            if self.keep_idle:
+                self.idle.append(slot)
+            else:
+                self.retire(slot, "idle", now)
+        return slot
+
+    def take_back(self, conn: Connection, now: float, lease: float | None = None) -> Slot | None:
+        """Take a returned connection off the lent table for the slow return.
+
+        ``lease``, when given, must match the loan's start: a connection
+        returned twice by a context manager (and lent again meanwhile) is
+        refused.  The slot is then in no list until ``put_back`` or
+        ``retire``: the return work owns it.
+        """
+        slot = self.lent.get(id(conn))
+        if slot is None or (lease is not None and slot.lent_at != lease):
+            return None
+        del self.lent[slot.key]
+        slot.conn = conn
+        held = now - slot.lent_at
+        self.counters.usage_s += held
+        self._held_s += held
+        self._held_n += 1
+        return slot
+
+    def put_back(self, slot: Slot, now: float) -> None:
+        """A usable slot goes to the oldest waiter, or else to the idle stack.
+
+        Unless it should not exist any more: drained, surplus after
+        ``resize()``, or the pool is closing; then it is closed politely.
+        """
+        if self.state != OPEN:
+            self.retire(slot, "pool_closed", now)
+        elif slot.generation != self.generation:
+            self.retire(slot, "drain", now)
+        elif self.size > self.limits.max_size:
+            self.retire(slot, "resize", now)
+        elif self.waiters and self._lend_to_waiter(slot):
+            pass
+        elif self.keep_idle:
+            self.idle.append(slot)
+        else:
+            self.retire(slot, "idle", now)
+
+    def refresh(self, slot: Slot, now: float) -> None:
+        """A slot passed a check: no ping needed for another ``check_after``."""
+        slot.idle_since = now
+        fresh = now + self.check_after
+        slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
+
+    # ------------------------------------------------------------------ closing
+
+    def retire(self, slot: Slot, reason: CloseReason, now: float, *, polite: bool = True) -> None:
+        """Take ``slot`` off the lists and have it closed; its place is freed once closed."""
+        if self.lent.get(slot.key) is slot:
+            del self.lent[slot.key]
+        if slot.closing or slot.closed:
+            return
+        slot.closing = True
+        self._close(slot, reason, polite)
+
+    def closed(self, slot: Slot, now: float) -> bool:
+        """A slot's socket is gone: free its place (idempotent); True the first time."""
+        if slot.closed:
+            return False
+        slot.closed = True
+        slot.closing = True
+        self.size -= 1
+        self.grow(now)
+        return True
+
+    def expiry_reason(self, slot: Slot) -> CloseReason:
+        """Why an expired slot retires: drained, shrunk away by resize(), or simply old."""
+        if slot.generation != self.generation:
+            return "drain"
+        return "resize" if slot.expires_at == -math.inf else "lifetime"
+
+    def orphaned(self, slot: Slot) -> bool:
+        """Whether a slot is in no list and no close owns it: its owner task was cut short."""
+        if slot.closed or slot.closing or self.lent.get(slot.key) is slot:
+            return False
+        return all(s is not slot for s in self.idle)
+
+    def collected(self, slot: Slot) -> bool:
+        """A lent connection was garbage-collected: forget the loan. False if not lent."""
+        if self.lent.get(slot.key) is not slot:
+            return False
+        del self.lent[slot.key]
+        self.counters.returns_bad += 1
+        return True
+
+    def lost(self, slot: Slot, exc: BaseException, now: float, reason: CloseReason) -> None:
+        """A connection failed its check or was found dead: close it, maybe pace openers.
+
+        One that never served anyone, opened since the last failure, counts as
+        a failed connect: a server that accepts connections and then fails
+        them is not flooded with new ones.  (Connections opened before the
+        last failure are old news: a restart that kills sixteen idle
+        connections is one failure, not sixteen.)
+        """
+        self.counters.connections_lost += 1
+        backoff = self.backoff
+        if not slot.proven and slot.created_at >= backoff.last_failure_at:
+            backoff.failed(now, exc, connecting=False)
+        self.retire(slot, reason, now, polite=False)
+
+    # ------------------------------------------------------------------ opening
+
+    def grow(self, now: float) -> None:
+        """Start openers for a missing ``min_size`` and for demand the returns won't meet."""
+        if self.state != OPEN:
+            return
+        room = self.limits.max_size - self.size
+        if room <= 0:
+            return
+        wanted = self._wanted(now)
+        if self.backoff.failing:
+            # One opener probes a failing server; the rest follow its success.
+            wanted = min(wanted, 1 - self.opening)
+        for _ in range(min(room, wanted)):
+            self.size += 1
+            self.opening += 1
+            self._open(self.generation)
+
+    def _wanted(self, now: float) -> int:
+        below_min = self.limits.min_size - self.size
+        self.waiters.prune()
+        uncovered = len(self.waiters) - self.opening
+        if uncovered <= 0:
+            return below_min
+        coming_back = self._returns_before_connect(now)
+        if coming_back >= uncovered:
+            # Returns will serve them sooner than a new connection could: look
+            # again later, when the loans' ages say more.
+            connect = self._connect_s or 0.0
+            self._recheck(max(_MIN_RECHECK, connect / 2))
+            return below_min
+        return max(below_min, uncovered - coming_back)
+
+    def _returns_before_connect(self, now: float) -> int:
+        """How many waiters the lent connections will serve before a new one is open.
+
+        A loan is expected to last the average loan time; one already older
+        than that is expected to last about as long again as it has (a long
+        loan tends to go on), so overrunning loans stop counting and the pool
+        grows.  With no connect time known yet, nothing is counted: grow.
+        """
+        connect = self._connect_s
+        if connect is None:
+            return 0
+        if self._held_n > _HOLD_WINDOW:
+            self._held_s /= 2
+            self._held_n //= 2
+        hold = self._held_s / self._held_n if self._held_n else None
+        served = 0
+        for slot in self.lent.values():
+            age = now - slot.lent_at
+            if hold is not None and age < hold:
+                remaining, per_loan = hold - age, hold
+            else:
+                remaining, per_loan = age, max(age, hold or 0.0)
+            if remaining < connect:
+                served += 1 + int((connect - remaining) / max(per_loan, 1e-4))
+        return served
+
+    def opener_connected(self, slot: Slot, connect_s: float, now: float) -> None:
+        """An opener brought a connection: it takes the opener's place."""
+        self.opening -= 1
+        self.backoff.connected()
+        self.counters.connections_num += 1
+        self.counters.connections_ms += connect_s * 1000.0
+        known = self._connect_s
+        self._connect_s = (
+            connect_s if known is None else known + _CONNECT_WEIGHT * (connect_s - known)
+        )
+        self.refresh(slot, now)
+        self.put_back(slot, now)
+        # Connecting works (again): waiters left behind while it was failing
+        # may now be served by more openers.
+        self.grow(now)
+
+    def opener_failed(self, exc: BaseException, now: float, *, fatal: bool) -> float:
+        """An attempt to open failed; returns the back-off delay before the next."""
+        self.counters.connections_errors += 1
+        if fatal:
+            self.backoff.fatal_error = exc
+        return self.backoff.failed(now, exc)
+
+    def opener_should_retry(self) -> bool:
+        """Whether a failed opener keeps its place and tries again (alone while failing)."""
+        if self.state != OPEN or self.opening > 1:
+            return False
+        self.waiters.prune()
+        return bool(self.waiters) or self.size - self.opening < self.limits.min_size
+
+    def opener_ended(self, now: float) -> None:
+        """An opener stopped without a connection: free its place."""
+        self.opening -= 1
+        self.size -= 1
+        self.grow(now)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def plan_maintenance(self, now: float) -> list[Slot]:
+        """Retire worn-out and surplus idle slots; take out the ones to ping, and return them."""
+        lim = self.limits
+        keepalive = lim.keepalive
+        ping: list[Slot] = []
+        retire: list[tuple[Slot, CloseReason]] = []
+        keep: deque[Slot] = deque()
+        surplus = self.size - lim.min_size
+        # Oldest-used first (the stack's bottom): shrinking closes the least needed.
+        for slot in self.idle:
+            conn = slot.conn
+            assert conn is not None
+            if slot.generation != self.generation:
+                retire.append((slot, "drain"))
+                surplus -= 1
+            elif now >= slot.expires_at:
+                retire.append((slot, "lifetime"))
+                surplus -= 1
+            elif surplus > 0 and now - slot.idle_since >= lim.max_idle:
+                retire.append((slot, "idle"))
+                surplus -= 1
+            elif not conn.connected or conn._stream_broken:
+                ping.append(slot)  # seen dead already: the ping worker drops it, no round trip
+            elif keepalive is not None and now - slot.idle_since >= keepalive:
+                ping.append(slot)
+            else:
+                keep.append(slot)
+        self.idle = keep
+        for slot, reason in retire:
+            self.retire(slot, reason, now)
+        self.grow(now)
+        return ping
+
+    def take_for_check(self, slot: Slot) -> bool:
+        """Take one idle slot out for ``pool.check()``; False if it is no longer idle."""
+        for index, candidate in enumerate(self.idle):
+            if candidate is slot:
+                del self.idle[index]
+                return True
+        return False
+
+    def report_long_loans(self, now: float, threshold: float) -> list[Slot]:
+        """Loans older than ``threshold`` not yet warned about (each is warned once)."""
+        found = []
+        for slot in self.lent.values():
+            if not slot.warned and now - slot.lent_at >= threshold:
+                slot.warned = True
+                found.append(slot)
+        return found
+
+    # ------------------------------------------------------------------ operations
+
+    def drain(self, now: float) -> tuple[int, int]:
+        """Retire every current slot: idle ones now, lent ones when returned."""
+        self.generation += 1
+        lent = len(self.lent)
+        for slot in self.lent.values():
+            slot.expires_at = -math.inf  # retire on return
+        idle = self._take_all_idle()
+        for slot in idle:
+            self.retire(slot, "drain", now)
+        self.grow(now)
+        return len(idle), lent
+
+    def resize(self, limits: PoolLimits, now: float) -> None:
+        """New size limits: close surplus idle slots now, surplus lent ones on return."""
+        self.limits = limits
+        # Connections being opened are turned away when they arrive (put_back).
+        excess = self.size - self.opening - limits.max_size
+        surplus: list[Slot] = []
+        while excess > 0 and self.idle:
+            surplus.append(self.idle.popleft())  # the least recently used
+            excess -= 1
+        for slot in list(self.lent.values())[: max(excess, 0)]:
+            slot.expires_at = -math.inf  # retire on return
+        for slot in surplus:
+            self.retire(slot, "resize", now)
+        self.grow(now)
+
+    def is_quiet(self) -> bool:
+        """Nothing exists any more: every slot closed."""
+        return self.size == 0
