@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiopool import AsyncConnectionPool, PoolStats
+from aiopool import PoolStats
 from tests.support.realdb import ScratchDatabase, execute
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +60,6 @@ def load_example(name: str) -> ModuleType:
 fastapi_app = load_example("fastapi_app")
 aiohttp_app = load_example("aiohttp_app")
 metrics_app = load_example("metrics_app")
-
-# The metrics example registers its pool's listener: it runs once the pool takes listeners.
-needs_events = pytest.mark.skipif(
-    not hasattr(AsyncConnectionPool, "add_listener"),
-    reason="the pool does not emit events yet (issue 12: the pool's wiring)",
-)
 HISTOGRAMS = (
     "aiopool_connection_wait_seconds",
     "aiopool_connection_use_seconds",
@@ -218,7 +212,6 @@ def histograms(text: str, pool: str) -> dict[str, dict[str, float]]:
     return found
 
 
-@needs_events
 async def test_metrics_app_histograms_count_the_requests(scratch: ScratchDatabase) -> None:
     registry = CollectorRegistry()
     app = metrics_app.create_app(scratch.url, min_size=1, max_size=MAX_SIZE, registry=registry)
@@ -248,7 +241,6 @@ async def test_metrics_app_histograms_count_the_requests(scratch: ScratchDatabas
     assert f'aiopool_connections_max{{pool="fastapi-example"}} {float(MAX_SIZE)}' in text
 
 
-@needs_events
 async def test_metrics_app_module_level_app_under_uvicorn(scratch: ScratchDatabase) -> None:
     """``uvicorn metrics_app:app``, as its docstring says, over real HTTP."""
     with socket.socket() as probe:
@@ -345,7 +337,6 @@ def test_anyio_taskgroup_leaves_pool_whole(database_url: str) -> None:
         pytest.param(["--clients", "50", "--requests", "500", "--max-size", "3"], id="small"),
     ],
 )
-@needs_events  # the demo serves examples/metrics_app.py and reads its wait histogram
 def test_demo_runs_and_reports(scratch_sync: ScratchDatabase, args: list[str]) -> None:
     result = run_example(scratch_sync.url, "examples/demo.py", *args, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr

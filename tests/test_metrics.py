@@ -1,8 +1,8 @@
 """The Prometheus collector and the OpenTelemetry instruments, on pools over a fake server.
 
-The histograms come from pool events: the unit tests here feed events to the
-exporters' listeners directly; the tests marked ``needs_events`` let a real
-pool emit them (see tests/test_metrics_real.py for the real server).
+The histograms come from pool events: some tests feed events to the
+exporters' listeners directly, others let a pool (over the fake server, and
+one over MariaDB) emit them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import math
 import re
 import subprocess
 import sys
-import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,7 +33,6 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiopool import AsyncConnectionPool, PoolStats, PoolTimeout
-from aiopool._listeners import Listeners
 from aiopool.events import AcquireEvent, ConnectEvent, ReleaseEvent, TimeoutEvent
 from aiopool.metrics import _names as n
 from aiopool.metrics import otel, prometheus
@@ -44,36 +42,6 @@ from tests.support.pooltools import fake_pool, settle
 
 SECRET = "Sup3rS3cret"
 BOUNDS = n.SECONDS_BUCKETS
-
-EMITS = hasattr(AsyncConnectionPool, "add_listener")
-needs_events = pytest.mark.skipif(
-    not EMITS, reason="the pool does not emit events yet (issue 12: the pool's wiring)"
-)
-
-
-@pytest.fixture(autouse=True)
-def listener_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Until the pool has add_listener/remove_listener: a registry the pool never calls.
-
-    The exporters register their listeners either way; the unit tests feed
-    those listeners events directly.  Gone once the pool has the methods.
-    """
-    if EMITS:
-        yield
-        return
-    registries: weakref.WeakKeyDictionary[AsyncConnectionPool, Listeners] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def add_listener(pool: AsyncConnectionPool, listener: object) -> None:
-        registries.setdefault(pool, Listeners()).add(listener)
-
-    def remove_listener(pool: AsyncConnectionPool, listener: object) -> None:
-        registries.setdefault(pool, Listeners()).remove(listener)
-
-    monkeypatch.setattr(AsyncConnectionPool, "add_listener", add_listener, raising=False)
-    monkeypatch.setattr(AsyncConnectionPool, "remove_listener", remove_listener, raising=False)
-    yield
 
 
 # Prometheus counter -> (PoolStats field, divisor)
@@ -376,7 +344,6 @@ async def test_prometheus_register_refused_leaves_no_listener(
     assert "aiopool_connections" not in generate_latest(registry).decode()
 
 
-@needs_events
 async def test_prometheus_histograms_from_a_pool(server: FakeServer) -> None:
     """What the pool did, seen in the histograms: counts match, known durations land right."""
     registry = CollectorRegistry()
@@ -603,7 +570,6 @@ async def test_otel_close_takes_the_listener_off(server: FakeServer) -> None:
         provider.shutdown()
 
 
-@needs_events
 async def test_otel_histograms_from_a_pool(server: FakeServer) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
@@ -644,7 +610,6 @@ async def test_otel_histograms_from_a_pool(server: FakeServer) -> None:
 # ------------------------------------------------------------------ a real server
 
 
-@needs_events
 async def test_both_exporters_on_a_real_server(database_url: str) -> None:
     """One pool on MariaDB, exported both ways: the same events in both histograms."""
     registry = CollectorRegistry()

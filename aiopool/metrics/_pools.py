@@ -1,4 +1,4 @@
-"""The pools one exporter reports, and how an exporter puts its listener on a pool.
+"""The pools one exporter reports, and how an exporter takes its listener off a pool.
 
 Scrapes may come from another thread (``start_http_server``, OpenTelemetry's
 periodic reader), hence the lock; weak references, so that exporting a pool
@@ -10,31 +10,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Protocol, cast
 
 from .._pool import AsyncConnectionPool
 
-__all__ = ["WeakPoolSet", "attach", "detach"]
-
-
-class _Listenable(Protocol):
-    # The pool's listener methods.  Typed through this protocol while the pool
-    # module that defines them is being rewired (issue 12); a plain call once it is.
-    def add_listener(self, listener: object) -> None: ...
-
-    def remove_listener(self, listener: object) -> None: ...
-
-
-def attach(pool: AsyncConnectionPool, listener: object) -> None:
-    """Register ``listener`` on ``pool``."""
-    cast(_Listenable, pool).add_listener(listener)
+__all__ = ["WeakPoolSet", "detach"]
 
 
 def detach(pool: AsyncConnectionPool, listener: object) -> None:
     """Unregister ``listener`` from ``pool``; no error if it is not registered."""
     # The user may have removed it already (pool.remove_listener): nothing left to do.
     with contextlib.suppress(ValueError):
-        cast(_Listenable, pool).remove_listener(listener)
+        pool.remove_listener(listener)
 
 
 class WeakPoolSet:

@@ -62,7 +62,7 @@ from .._pool import AsyncConnectionPool
 from .._stats import PoolStats
 from ..events import AcquireEvent, ConnectEvent, ReleaseEvent, TimeoutEvent
 from . import _names as n
-from ._pools import WeakPoolSet, attach, detach
+from ._pools import WeakPoolSet, detach
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -281,7 +281,7 @@ def instrument(
     observer.add(pool)
     recorder = _Recorder(observer.events)
     try:
-        attach(pool, recorder)
+        pool.add_listener(recorder)
     except BaseException:
         observer.remove(pool)
         raise

@@ -53,7 +53,7 @@ from .._pool import AsyncConnectionPool
 from .._stats import PoolStats
 from . import _names as n
 from ._histogram import HistogramSnapshot, PoolHistograms
-from ._pools import WeakPoolSet, attach, detach
+from ._pools import WeakPoolSet, detach
 
 __all__ = ["PoolCollector", "register", "unregister"]
 
@@ -185,7 +185,7 @@ class PoolCollector(Collector):
             return
         listener = PoolHistograms(n.SECONDS_BUCKETS)
         try:
-            attach(pool, listener)
+            pool.add_listener(listener)
         except BaseException:
             self._pools.remove(pool)
             raise
