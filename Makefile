@@ -8,13 +8,21 @@ PYTEST_ARGS ?=
 DEV_STAMP := $(VENV)/.aiopool-dev.stamp
 BENCH_STAMP := $(VENV)/.aiopool-bench.stamp
 DOCS_STAMP := $(VENV)/.aiopool-docs.stamp
+# aiopool.sqlalchemy leans on SQLAlchemy internals: its tests also run on the
+# other supported minor version (the venv has the newest), installed on its own
+# into a directory that shadows the venv's copy through PYTHONPATH.
+SA_OTHER_SPEC ?= sqlalchemy[asyncio]>=2.0.16,<2.1
+SA_OTHER_PREFIX ?= 2.0.
+SA_OTHER_DIR := $(VENV)/sqlalchemy-other
+SA_OTHER_STAMP := $(SA_OTHER_DIR)/.stamp
+SA_TESTS := tests/test_sqlalchemy.py tests/test_sqlalchemy_app.py tests/test_sqlalchemy_docs.py
 
 # Only directories that exist and hold Python files: mypy fails on an empty one.
 has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv test lint demo bench docs docs-serve clean distclean
+.PHONY: venv test test-sqlalchemy-versions lint demo bench docs docs-serve clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -34,7 +42,21 @@ lint: venv
 # reported, and those tests then say why they cannot run).
 test: lint
 	-$(BIN)/python -m aiopool.testing._cluster ensure-galera
+	$(MAKE) test-sqlalchemy-versions
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(SA_OTHER_STAMP): pyproject.toml $(DEV_STAMP)
+	rm -rf $(SA_OTHER_DIR)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--target $(SA_OTHER_DIR) '$(SA_OTHER_SPEC)'
+	touch $@
+
+# The SQLAlchemy tests again, on SQLAlchemy $(SA_OTHER_PREFIX)x (one event loop: the
+# main run covers both).
+test-sqlalchemy-versions: $(SA_OTHER_STAMP)
+	PYTHONPATH=$(SA_OTHER_DIR) $(BIN)/python -c \
+		"import sqlalchemy as s; assert s.__version__.startswith('$(SA_OTHER_PREFIX)'), s.__version__; print('SQLAlchemy', s.__version__)"
+	PYTHONPATH=$(SA_OTHER_DIR) $(BIN)/pytest $(SA_TESTS) --loop asyncio -p no:cacheprovider
 
 demo: venv
 	$(BIN)/python -m aiopool.testing run -- $(BIN)/python examples/demo.py

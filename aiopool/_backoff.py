@@ -28,6 +28,7 @@ class Backoff:
         "_attempts",
         "_cap",
         "_first",
+        "ever_connected",
         "failing_since",
         "fatal_error",
         "last_error",
@@ -49,6 +50,7 @@ class Backoff:
         self.fatal_error: BaseException | None = None
         # Whether reconnect_failed was already called for this outage.
         self.reported = False
+        self.ever_connected = False
 
     @property
     def failing(self) -> bool:
@@ -87,6 +89,7 @@ class Backoff:
         self.failing_since = None
         self.fatal_error = None
         self.reported = False
+        self.ever_connected = True
 
     def proven(self) -> None:
         """A new connection was handed out: the next failure starts from the first step."""

@@ -7,16 +7,18 @@ naming the argument.  The password is kept out of every ``repr`` and message.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._tls import TlsSettings, tls_from_options
 
-__all__ = ["ConnectOptions", "PoolLimits", "parse_url", "redact_url"]
+__all__ = ["ConnectOptions", "PoolLimits", "check_factory_kwargs", "parse_url", "redact_url"]
 
 SCHEMES = frozenset({"mysql", "mariadb", "mysql+asyncmy", "mariadb+asyncmy"})
 
@@ -283,3 +285,32 @@ class ConnectOptions:
 
     def __repr__(self) -> str:
         return f"ConnectOptions({self.address!r}, connect_timeout={self.connect_timeout})"
+
+
+def check_factory_kwargs(
+    names: Iterable[str], factory: Callable[..., Any], factory_label: str, own: Iterable[str]
+) -> None:
+    """Refuse at construction a keyword the connection factory would reject at ``open()``.
+
+    ``names`` are the keywords that will reach ``factory``; ``own`` are the
+    pool's own parameters, offered as suggestions with the factory's.
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (some C callables)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = {
+        name
+        for name, p in params.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    for name in names:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, [*own, *accepted], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"unexpected keyword argument {name!r}: not a pool argument, and "
+                f"{factory_label} does not accept it{hint}"
+            )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import ssl
 from types import ModuleType
 
@@ -28,6 +29,7 @@ __all__ = [
     "is_idle_clean",
     "is_server_refusal",
     "is_tls_failure",
+    "is_unreachable",
 ]
 
 logger = logging.getLogger("aiopool")
@@ -100,6 +102,23 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
     # connection where encryption is required), and programming errors such
     # as wrong keyword arguments: retrying changes nothing.
     return isinstance(exc, ssl.SSLError | PoolError | TypeError | ValueError | AttributeError)
+
+
+# 2003 can't connect (refused, unreachable), 2005 unknown host.
+_UNREACHABLE_ERRNOS = frozenset({2003, 2005})
+
+
+def is_unreachable(exc: BaseException | None) -> bool:
+    """Nothing answers at the address: refused, no route, or a name that does not resolve.
+
+    A TLS handshake failure also arrives as 2003 but is fatal on its own, so
+    it never gets here.
+    """
+    if exc is None:
+        return False
+    if errno_of(exc) in _UNREACHABLE_ERRNOS:
+        return True
+    return isinstance(exc, ConnectionRefusedError | socket.gaierror)
 
 
 def is_server_refusal(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import math
 import os
 import threading
@@ -34,8 +35,9 @@ from typing import Any, ClassVar, Self
 from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
-from ._config import ConnectOptions, PoolLimits
+from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
 from ._context import ConnectionContext
+from ._health import is_unreachable
 from ._leaks import capture_origin
 from ._ledger import CLOSED, CLOSING, FORKED, NEW, OPEN, Ledger
 from ._listeners import Listeners
@@ -64,6 +66,23 @@ def _forget_pools_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 _get_ident = threading.get_ident
+
+# How long open() keeps trying a server it has never reached before it says so.
+_UNREACHABLE_GRACE = 2.0
+
+
+def _check_connect_kwargs(options: ConnectOptions, factory: ConnectionFactory | None) -> None:
+    """A typo such as ``max_sise=10`` fails here, not at ``open()``."""
+    target: Callable[..., Any]
+    if factory is None:
+        import asyncmy
+
+        target, label = asyncmy.connect, "asyncmy.connect()"
+    else:
+        target = factory
+        label = f"the connection_factory {getattr(factory, '__qualname__', factory)!r}"
+    own = inspect.signature(AsyncConnectionPool.__init__).parameters
+    check_factory_kwargs(options.kwargs, target, label, own)
 
 
 class AsyncConnectionPool:
@@ -145,6 +164,7 @@ class AsyncConnectionPool:
             keepalive=keepalive,
         )
         options = ConnectOptions.build(url, connect_kwargs)
+        _check_connect_kwargs(options, connection_factory)
         reconnect_timeout = check_timeout("reconnect_timeout", reconnect_timeout)
         if leak_threshold is not None:
             leak_threshold = check_timeout("leak_threshold", leak_threshold)
@@ -218,7 +238,9 @@ class AsyncConnectionPool:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def open(self, wait: bool = True, timeout: float | None = None) -> None:
+    async def open(
+        self, wait: bool = True, timeout: float | None = None, *, wait_for_server: bool = False
+    ) -> None:
         """Start the pool in the running event loop.
 
         With ``wait=True`` (the default) return once ``min_size`` connections
@@ -226,6 +248,13 @@ class AsyncConnectionPool:
         pool's ``timeout``), close the pool and raise the cause: the server's
         own error for a wrong password or unknown database at once, otherwise
         ``PoolTimeout`` naming the last connection error.
+
+        A server that cannot be reached at all (nothing listening on the
+        port, a host name that does not resolve) fails ``open()`` within about
+        two seconds with ``PoolError`` naming the address, rather than after
+        the whole ``timeout``: that is usually a wrong URL.  Pass
+        ``wait_for_server=True`` to keep trying for the whole ``timeout``
+        instead, for a server that is still starting (containers, CI).
         """
         loop = asyncio.get_running_loop()
         state = self._ledger.state
@@ -241,7 +270,7 @@ class AsyncConnectionPool:
             limit = self._ledger.limits.timeout if timeout is None else timeout
             limit = check_timeout("timeout", limit)
             try:
-                await self._wait_ready(limit)
+                await self._wait_ready(limit, wait_for_server)
             except BaseException:
                 await self.close()
                 raise
@@ -263,13 +292,26 @@ class AsyncConnectionPool:
         logger.debug("pool %r opening (min_size=%d)", self.name, self._ledger.limits.min_size)
         self._ledger.start(monotonic())
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def _wait_ready(self, timeout: float, wait_for_server: bool) -> None:
         ledger = self._ledger
         want = ledger.limits.min_size
         backoff = ledger.backoff
+        give_up_at = monotonic() + _UNREACHABLE_GRACE
+
+        def unreachable() -> bool:
+            return (
+                not wait_for_server
+                and not backoff.ever_connected
+                and is_unreachable(backoff.last_error)
+                and monotonic() >= give_up_at
+            )
 
         def ready() -> bool:
-            return ledger.size - ledger.opening >= want or backoff.fatal_error is not None
+            return (
+                ledger.size - ledger.opening >= want
+                or backoff.fatal_error is not None
+                or unreachable()
+            )
 
         if not await self._wait_until(ready, timeout):
             have = ledger.size - ledger.opening
@@ -280,6 +322,12 @@ class AsyncConnectionPool:
             ) from backoff.last_error
         if backoff.fatal_error is not None:
             raise backoff.fatal_error
+        if ledger.size - ledger.opening < want and unreachable():
+            raise PoolError(
+                f"pool {self.name!r} cannot reach the server at {self._options.address}: "
+                f"{describe(backoff.last_error)}. Check the host and port in the URL; for a "
+                "server that is still starting, use 'await pool.open(wait_for_server=True)'"
+            ) from backoff.last_error
 
     async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait on the Condition until ``predicate()``; False if ``timeout`` passed first.
@@ -643,6 +691,27 @@ class AsyncConnectionPool:
         limits = self._ledger.limits.with_sizes(min_size, max_size)
         self._ledger.resize(limits, monotonic())
         await self._closer.wait_closing()
+
+    async def check(self) -> None:
+        """Check every idle connection now: ping it (and run ``check=``), replace the bad.
+
+        Connections are taken out of the idle stack one at a time, so the
+        others stay available and hand-outs go on meanwhile; a healthy one
+        goes straight back, a failed one is closed, counted in
+        ``connections_lost`` and replaced (at the back-off's pace if new
+        connections keep failing).  Cancelling the caller does not strand
+        the connection being checked.
+        """
+        self._check_usable()
+        ledger = self._ledger
+        for slot in list(ledger.idle):
+            if not ledger.take_for_check(slot):
+                continue  # lent or retired meanwhile
+            task = self._tasks.spawn(
+                self._checker.recheck_idle(slot, run_check=True),
+                functools.partial(self._closer.reclaim, slot),
+            )
+            await asyncio.shield(task)
 
     # ------------------------------------------------------------------ listeners
 
