@@ -1,15 +1,18 @@
 """`make demo`: the FastAPI example under a burst of concurrent HTTP clients.
 
-Starts the app from examples/fastapi_app.py with uvicorn on a free loopback
-port, in a child process (so the server and the load generator do not share a
-core), sends a bounded burst of requests (4,000, or 15 s) from many more
-concurrent httpx clients than the pool has connections, shows live progress on
-stderr, then prints a summary: throughput, latency, how long requests waited
-for a connection (measured per request in the app's dependency, which reports
-it in the X-Pool-Wait-Ms header) and what the pool did. The server stops when
-the demo closes its stdin, so it never outlives the demo. Exits 1 if any
-request failed, the pool ever grew past max_size, or the server did not stop
-cleanly with its pool closed.
+Starts the FastAPI example with /metrics (examples/metrics_app.py) under
+uvicorn on a free loopback port, in a child process (so the server and the
+load generator do not share a core), sends a bounded burst of requests (4,000,
+or 15 s) from many more concurrent httpx clients than the pool has
+connections, shows live progress on stderr, then prints a summary: throughput,
+latency, how long requests waited for a connection and what the pool did. The
+pool-wait percentiles come from the aiopool_connection_wait_seconds histogram
+that the pool's Prometheus listener filled (one observation per hand-out, the
+pool's AcquireEvent.wait_s), read from /metrics and interpolated the way
+PromQL's histogram_quantile() does. The server stops when the demo closes its
+stdin, so it never outlives the demo. Exits 1 if any request failed, the pool
+ever grew past max_size, or the server did not stop cleanly with its pool
+closed.
 
     AIOPOOL_URL=mysql://root:@127.0.0.1:3306/test python examples/demo.py [--clients 200]
 """
@@ -34,12 +37,15 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi_app import POOL_WAIT_HEADER, create_app
+from fastapi_app import POOL_NAME
+from metrics_app import create_app
+from prometheus_client.parser import text_string_to_metric_families
 
 HOST = "127.0.0.1"
 WRITE_EVERY = 10  # one request in ten is a write in a transaction
 VISIT_ROWS = 20  # writes spread over this many rows
 SSL = ssl.create_default_context()  # unused on http://, but httpx builds one per client
+WAIT_HISTOGRAM = "aiopool_connection_wait_seconds"
 
 
 @dataclass
@@ -47,7 +53,6 @@ class Results:
     """What the clients measured."""
 
     latency_ms: list[float] = field(default_factory=list)
-    pool_wait_ms: list[float] = field(default_factory=list)
     reads: int = 0
     writes: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -64,6 +69,43 @@ def percentile(values: Sequence[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One pool's cumulative buckets, as scraped: (upper bound, observations <= bound)."""
+
+    buckets: list[tuple[float, float]]
+
+    @property
+    def count(self) -> int:
+        return int(self.buckets[-1][1]) if self.buckets else 0
+
+    def quantile(self, q: float) -> float:
+        """Like PromQL's histogram_quantile(): linear inside the bucket the rank falls in."""
+        if not self.count:
+            return math.nan
+        rank = q * self.count
+        lower, below = 0.0, 0.0
+        for bound, cumulative in self.buckets:
+            if cumulative >= rank:
+                if math.isinf(bound):  # above every bound: the highest finite one
+                    return lower
+                return lower + (bound - lower) * (rank - below) / (cumulative - below)
+            lower, below = bound, cumulative
+        return lower
+
+
+def parse_histogram(text: str, name: str, pool: str) -> Histogram:
+    """The histogram ``name`` of ``pool`` from a Prometheus text exposition."""
+    buckets = [
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_bucket" and sample.labels.get("pool") == pool
+    ]
+    return Histogram(sorted(buckets))
 
 
 # --- the server (child process) -------------------------------------------------
@@ -150,7 +192,6 @@ async def one_request(http: httpx.AsyncClient, n: int, query_ms: int, results: R
         results.errors[f"HTTP {response.status_code}"] += 1
         return
     results.latency_ms.append((time.perf_counter() - started) * 1000)
-    results.pool_wait_ms.append(float(response.headers[POOL_WAIT_HEADER]))
     if write:
         results.writes += 1
     else:
@@ -227,9 +268,10 @@ def summary(
     results: Results,
     elapsed: float,
     stats: dict[str, Any],
+    wait: Histogram,
     final: dict[str, Any],
 ) -> str:
-    lat, wait, peaks = results.latency_ms, results.pool_wait_ms, results.peaks
+    lat, peaks = results.latency_ms, results.peaks
     errors = ", ".join(f"{count} {kind}" for kind, count in results.errors.most_common(3))
     limit = "  (time limit)" if results.done < args.requests else ""
     closed = "pool closed" if final.get("closed") else "POOL NOT CLOSED"
@@ -240,7 +282,8 @@ def summary(
         "duration": f"{elapsed:.2f} s{limit}",
         "throughput": f"{results.done / elapsed:,.0f} req/s",
         "latency p50 / p99": f"{percentile(lat, 50):.1f} / {percentile(lat, 99):.1f} ms",
-        "pool wait p50 / p99": f"{percentile(wait, 50):.1f} / {percentile(wait, 99):.1f} ms",
+        "pool wait p50 / p99": f"{wait.quantile(0.5) * 1000:.1f} / {wait.quantile(0.99) * 1000:.1f}"
+        f" ms  (histogram {WAIT_HISTOGRAM}, {wait.count:,} hand-outs)",
         "connections opened": f"{stats.get('connections_num', '?')}"
         f"  (peak size {peaks['pool_size']}, in use {peaks['pool_in_use']},"
         f" waiting {peaks['requests_waiting']})",
@@ -263,10 +306,12 @@ async def run(args: argparse.Namespace) -> int:
             elapsed = await load(base, args, results)
             async with httpx.AsyncClient(base_url=base, timeout=5) as http:
                 stats = (await http.get("/health")).json()
+                metrics = (await http.get("/metrics")).text
     except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
         print(f"demo failed: {exc!r}", file=sys.stderr)
         return 1
-    print(summary(args, results, elapsed, stats, final))
+    wait = parse_histogram(metrics, WAIT_HISTOGRAM, POOL_NAME)
+    print(summary(args, results, elapsed, stats, wait, final))
     clean = final.get("exit_code") == 0 and final.get("closed") and final.get("pool_in_use") == 0
     too_big = max(results.peaks["pool_size"], stats["pool_size"]) > args.max_size
     return 0 if results.done and not results.errors and clean and not too_big else 1

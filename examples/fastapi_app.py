@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -29,6 +29,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from aiopool import AsyncConnectionPool, Connection
 
 URL = os.environ.get("AIOPOOL_URL", "mysql://root:@127.0.0.1:3306/test")
+POOL_NAME = "fastapi-example"
+"""The pool's name: the ``pool`` label of its metrics."""
 POOL_WAIT_HEADER = "X-Pool-Wait-Ms"
 """Response header: how long this request waited for its connection, in milliseconds."""
 
@@ -87,16 +89,27 @@ SleepMs = Annotated[int, Query(ge=0, le=1000, description="server time of the qu
 
 
 def create_app(
-    url: str = URL, *, min_size: int = 2, max_size: int = 10, timeout: float = 10.0
+    url: str = URL,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout: float = 10.0,
+    on_pool: Callable[[AsyncConnectionPool], object] | None = None,
 ) -> FastAPI:
-    """The application; nothing is opened until uvicorn runs its lifespan."""
+    """The application; nothing is opened until uvicorn runs its lifespan.
+
+    ``on_pool`` is called with the pool before it opens (to export its metrics,
+    say: see examples/metrics_app.py).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, name="fastapi-example"
+            url, min_size=min_size, max_size=max_size, timeout=timeout, name=POOL_NAME
         )
         app.state.pool = pool
+        if on_pool is not None:
+            on_pool(pool)
         async with pool:  # opens min_size connections, closes the pool on shutdown
             created = await create_visits_table(pool)
             try:

@@ -74,3 +74,20 @@ def test_example_runs(name: str, scratch_sync: ScratchDatabase, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "(1,)" in result.stdout
     assert tables(scratch_sync) == []
+
+
+# docs/metrics-histograms.md: test_doc_block_runs runs its blocks (they need the pool's
+# listeners); here, that it keeps what it promises.
+HISTOGRAM_DOC = ROOT / "docs" / "metrics-histograms.md"
+
+
+def test_histogram_doc_has_the_promql_and_a_listener() -> None:
+    text = HISTOGRAM_DOC.read_text()
+    p99 = (
+        "histogram_quantile(0.99, sum by (le, pool) "
+        "(rate(aiopool_connection_wait_seconds_bucket[5m])))"
+    )
+    assert p99 in text
+    blocks = python_blocks("docs/metrics-histograms.md")
+    assert len(blocks) >= 3
+    assert any("def on_acquire" in block for block in blocks)

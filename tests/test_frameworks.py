@@ -28,6 +28,8 @@ import httpx
 import pytest
 import uvicorn
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from aiopool import PoolStats
 from tests.support.realdb import ScratchDatabase, execute
@@ -46,12 +48,23 @@ def load_example(name: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    # Examples import each other as they do when run from examples/ (metrics_app -> fastapi_app).
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXAMPLES))
     return module
 
 
 fastapi_app = load_example("fastapi_app")
 aiohttp_app = load_example("aiohttp_app")
+metrics_app = load_example("metrics_app")
+HISTOGRAMS = (
+    "aiopool_connection_wait_seconds",
+    "aiopool_connection_use_seconds",
+    "aiopool_connection_create_seconds",
+)
 
 
 @asynccontextmanager
@@ -180,6 +193,92 @@ async def test_fastapi_burst_larger_than_pool(scratch: ScratchDatabase) -> None:
         assert app.state.pool.get_stats().pool_size == 0
 
 
+# --- FastAPI with /metrics ----------------------------------------------------
+
+
+def histograms(text: str, pool: str) -> dict[str, dict[str, float]]:
+    """name -> {"count", "sum", and each "le"} for one pool, from a text exposition."""
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "histogram":
+            continue
+        values = found.setdefault(family.name, {})
+        for sample in family.samples:
+            if sample.labels.get("pool") != pool:
+                continue
+            suffix = sample.name.removeprefix(family.name)
+            key = sample.labels["le"] if suffix == "_bucket" else suffix.lstrip("_")
+            values[key] = sample.value
+    return found
+
+
+async def test_metrics_app_histograms_count_the_requests(scratch: ScratchDatabase) -> None:
+    registry = CollectorRegistry()
+    app = metrics_app.create_app(scratch.url, min_size=1, max_size=MAX_SIZE, registry=registry)
+    requests = 8
+    async with asyncio.timeout(60):
+        async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base) as http:
+            responses = await asyncio.gather(
+                *(http.get(f"/items/{n}", params={"ms": 20}) for n in range(requests))
+            )
+            assert [r.status_code for r in responses] == [200] * requests
+            response = await http.get("/metrics")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain")
+            stats = (await http.get("/health")).json()
+    text = response.text
+    found = histograms(text, "fastapi-example")
+    # Every hand-out and return: the requests plus the lifespan's CREATE TABLE check.
+    assert found["aiopool_connection_wait_seconds"]["count"] == requests + 1
+    assert found["aiopool_connection_use_seconds"]["count"] == requests + 1
+    assert found["aiopool_connection_create_seconds"]["count"] == stats["connections_num"] > 0
+    # Each read held its connection through SLEEP(0.02): no loan of the requests in (.., 10 ms].
+    assert found["aiopool_connection_use_seconds"]["0.01"] <= 1
+    for name in HISTOGRAMS:
+        assert found[name]["+Inf"] == found[name]["count"]
+        assert f'{name}_bucket{{le="0.0001",pool="fastapi-example"}}' in text
+    assert 'aiopool_connection_timeouts_total{pool="fastapi-example"} 0.0' in text
+    assert f'aiopool_connections_max{{pool="fastapi-example"}} {float(MAX_SIZE)}' in text
+
+
+async def test_metrics_app_module_level_app_under_uvicorn(scratch: ScratchDatabase) -> None:
+    """``uvicorn metrics_app:app``, as its docstring says, over real HTTP."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "uvicorn", "metrics_app:app",
+        "--app-dir", str(EXAMPLES), "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    env = {**os.environ, "AIOPOOL_URL": scratch.url}
+    server = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            async with asyncio.timeout(30):
+                while True:
+                    assert server.poll() is None, "uvicorn stopped during startup"
+                    try:
+                        await http.get("/health")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+            for n in range(3):
+                assert (await http.get(f"/items/{n}")).status_code == 200
+            text = (await http.get("/metrics")).text
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it.
+    assert server.returncode in (0, -signal.SIGTERM), stderr
+    assert "Traceback" not in stderr, stderr
+    found = histograms(text, "fastapi-example")
+    for name in HISTOGRAMS:
+        assert found[name]["count"] > 0, name
+        assert f"{name}_count" in text
+    assert found["aiopool_connection_wait_seconds"]["count"] >= 3
+
+
 # --- aiohttp -----------------------------------------------------------------
 
 
@@ -255,6 +354,14 @@ def test_demo_runs_and_reports(scratch_sync: ScratchDatabase, args: list[str]) -
         "server stopped",
     }, result.stdout
     assert lines["errors"].split()[-1] == "0"
+    # The pool-wait percentiles come from the histogram: one observation per hand-out,
+    # the requests' and the lifespan's CREATE TABLE check.
+    handouts = re.search(
+        r"aiopool_connection_wait_seconds, ([\d,]+) hand-outs", lines["pool wait p50 / p99"]
+    )
+    assert handouts is not None, lines["pool wait p50 / p99"]
+    requests = int(lines["requests"].split()[0].replace(",", ""))
+    assert int(handouts[1].replace(",", "")) == requests + 1 > 1
     assert "exit code 0, pool closed, 0 in use" in lines["server stopped"]
     assert "req/s" in result.stderr, "no progress lines on stderr"
     assert asyncio.run(tables(scratch_sync.url)) == [], "the demo left its table behind"

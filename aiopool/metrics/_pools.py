@@ -1,4 +1,4 @@
-"""The pools one exporter reports: held weakly, unique by name, safe across threads.
+"""The pools one exporter reports, and how an exporter takes its listener off a pool.
 
 Scrapes may come from another thread (``start_http_server``, OpenTelemetry's
 periodic reader), hence the lock; weak references, so that exporting a pool
@@ -7,12 +7,20 @@ never keeps it alive.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 
 from .._pool import AsyncConnectionPool
 
-__all__ = ["WeakPoolSet"]
+__all__ = ["WeakPoolSet", "detach"]
+
+
+def detach(pool: AsyncConnectionPool, listener: object) -> None:
+    """Unregister ``listener`` from ``pool``; no error if it is not registered."""
+    # The user may have removed it already (pool.remove_listener): nothing left to do.
+    with contextlib.suppress(ValueError):
+        pool.remove_listener(listener)
 
 
 class WeakPoolSet:

@@ -4,32 +4,35 @@
 >>> instrumentation = instrument(pool)  # doctest: +SKIP
 >>> instrumentation.close()  # doctest: +SKIP
 
-``instrument(pool)`` reports the pool through observable instruments whose
-callbacks read ``pool.get_stats()`` when the meter provider collects: nothing
-runs in the background and the pool's hot path pays nothing.  The names follow
-OpenTelemetry's database-client connection-pool conventions (still marked
-"development"), every observation carries ``db.client.connection.pool.name``:
+``instrument(pool)`` reports the pool under OpenTelemetry's database-client
+connection-pool conventions (still marked "development"); every measurement
+carries ``db.client.connection.pool.name``.
+
+Read from ``pool.get_stats()`` when the meter provider collects (observable
+up-down counters):
 
 * ``db.client.connection.count`` (``db.client.connection.state`` = ``idle`` |
   ``used``; connections being opened are in neither), ``.max`` (``max_size``),
   ``.idle.max`` (``max_size``: every connection may be idle), ``.idle.min``
-  (``min_size``), ``.pending_requests``: observable up-down counters.
-* ``db.client.connection.timeouts``: observable counter of failed requests,
-  timeouts and ``TooManyRequests`` refusals (the pool counts them together).
+  (``min_size``), ``.pending_requests``.
 
-The conventions' ``create_time``, ``wait_time`` and ``use_time`` are
-histograms with one observation per connection opened, per request and per
-loan.  The pool only keeps running totals, and a histogram built from them
-would be made up, so they are reported as observable counters of total
-seconds, ``aiopool.connection.create_time.total``, ``.wait_time.total`` and
-``.use_time.total``, until the pool can report each event.  ``wait_time``
-counts only requests that had to queue (the others waited no time).
+Recorded by a listener that ``instrument()`` adds to the pool
+(``pool.add_listener``), one measurement per event:
 
-Counters are cumulative since the pool opened: don't call ``pool.pop_stats()``
-on an instrumented pool.  OpenTelemetry cannot remove an instrument, so the
-instruments are created once per meter provider and shared by every pool
-instrumented with it; ``Instrumentation.close()`` takes the pool out of their
-callbacks.  Pools are held weakly and pool names must be unique per provider.
+* ``db.client.connection.wait_time`` (histogram, s): every hand-out, queued
+  or not; ``.use_time`` (histogram, s): every return, from hand-out to return;
+  ``.create_time`` (histogram, s): every connection opened (failed attempts
+  opened nothing and are left out).  Buckets from 100 µs to 30 s (an advisory
+  the SDK follows unless a View says otherwise).
+* ``db.client.connection.timeouts`` (counter): requests that gave up with
+  ``PoolTimeout`` (``TooManyRequests`` refusals are not timeouts).
+
+No background task; the pool's hot path pays one SDK ``record()`` per event.
+OpenTelemetry cannot remove an instrument, so the instruments are created once
+per meter provider and shared by every pool instrumented with it;
+``Instrumentation.close()`` takes the pool out of their callbacks and its
+listener off the pool.  Pools are held weakly and pool names must be unique
+per provider.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from types import TracebackType
 try:
     from opentelemetry.metrics import (
         CallbackOptions,
+        Counter,
+        Histogram,
         Meter,
         MeterProvider,
         Observation,
@@ -55,8 +60,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .. import __version__
 from .._pool import AsyncConnectionPool
 from .._stats import PoolStats
+from ..events import AcquireEvent, ConnectEvent, ReleaseEvent, TimeoutEvent
 from . import _names as n
-from ._pools import WeakPoolSet
+from ._pools import WeakPoolSet, detach
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -92,36 +98,76 @@ _UP_DOWN: tuple[tuple[str, str, str, str], ...] = (
         "The number of current pending requests for an open connection.",
     ),
 )
-_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
-    (
-        n.OTEL_TIMEOUTS,
-        "requests_errors",
-        n.OTEL_UNIT_TIMEOUT,
-        "The number of connection timeouts that have occurred trying to obtain a connection "
-        "from the pool (refusals included).",
-    ),
+# (name, description) of the event histograms
+_WAIT_TIME = (
+    n.OTEL_WAIT_TIME,
+    "The time it took to obtain an open connection from the pool.",
 )
-# Totals of milliseconds, reported in seconds.
-_SECONDS: tuple[tuple[str, str, str, str], ...] = (
-    (
-        n.OTEL_CREATE_TIME_TOTAL,
-        "connections_ms",
-        n.OTEL_UNIT_SECONDS,
-        "Total time it took to create new connections.",
-    ),
-    (
-        n.OTEL_WAIT_TIME_TOTAL,
-        "requests_wait_ms",
-        n.OTEL_UNIT_SECONDS,
-        "Total time requests that had to queue waited for an open connection.",
-    ),
-    (
-        n.OTEL_USE_TIME_TOTAL,
-        "usage_ms",
-        n.OTEL_UNIT_SECONDS,
-        "Total time between borrowing connections and returning them to the pool.",
-    ),
+_USE_TIME = (
+    n.OTEL_USE_TIME,
+    "The time between borrowing a connection and returning it to the pool.",
 )
+_CREATE_TIME = (n.OTEL_CREATE_TIME, "The time it took to create a new connection.")
+_TIMEOUTS_DESCRIPTION = (
+    "The number of connection timeouts that have occurred trying to obtain a connection "
+    "from the pool."
+)
+
+
+class _EventInstruments:
+    """The synchronous instruments of one meter provider, fed by every pool's listener."""
+
+    def __init__(self, meter: Meter) -> None:
+        def histogram(name: str, description: str) -> Histogram:
+            return meter.create_histogram(
+                name,
+                n.OTEL_UNIT_SECONDS,
+                description,
+                explicit_bucket_boundaries_advisory=n.SECONDS_BUCKETS,
+            )
+
+        self.wait_time = histogram(*_WAIT_TIME)
+        self.use_time = histogram(*_USE_TIME)
+        self.create_time = histogram(*_CREATE_TIME)
+        self.timeouts: Counter = meter.create_counter(
+            n.OTEL_TIMEOUTS, n.OTEL_UNIT_TIMEOUT, _TIMEOUTS_DESCRIPTION
+        )
+
+
+class _Recorder:
+    """The listener ``instrument()`` adds to a pool: one measurement per event."""
+
+    __slots__ = ("_attributes", "_instruments", "_name")
+
+    def __init__(self, instruments: _EventInstruments) -> None:
+        self._instruments = instruments
+        self._name = ""
+        self._attributes: dict[str, str] = {}
+
+    def _for(self, pool_name: str) -> dict[str, str]:
+        # Events carry the pool's current name; the attribute dict is rebuilt
+        # only when it changes, not once per event.
+        if pool_name != self._name or not self._attributes:
+            self._name = pool_name
+            self._attributes = {n.OTEL_POOL_NAME: pool_name}
+        return self._attributes
+
+    def on_acquire(self, event: AcquireEvent) -> None:
+        """Record the request's wait."""
+        self._instruments.wait_time.record(event.wait_s, self._for(event.pool_name))
+
+    def on_release(self, event: ReleaseEvent) -> None:
+        """Record how long the connection was lent out."""
+        self._instruments.use_time.record(event.held_s, self._for(event.pool_name))
+
+    def on_connect(self, event: ConnectEvent) -> None:
+        """Record a connection opened (a failed attempt created nothing)."""
+        if event.error is None:
+            self._instruments.create_time.record(event.duration_s, self._for(event.pool_name))
+
+    def on_timeout(self, event: TimeoutEvent) -> None:
+        """Count a request that gave up."""
+        self._instruments.timeouts.add(1, self._for(event.pool_name))
 
 
 class _Observer:
@@ -130,6 +176,7 @@ class _Observer:
     def __init__(self, meter: Meter) -> None:
         self._pools = WeakPoolSet()
         self._create_instruments(meter)
+        self.events = _EventInstruments(meter)
 
     def _create_instruments(self, meter: Meter) -> None:
         meter.create_observable_up_down_counter(
@@ -137,10 +184,6 @@ class _Observer:
         )
         for name, field, unit, description in _UP_DOWN:
             meter.create_observable_up_down_counter(name, [self._field(field)], unit, description)
-        for name, field, unit, description in _COUNTERS:
-            meter.create_observable_counter(name, [self._field(field)], unit, description)
-        for name, field, unit, description in _SECONDS:
-            meter.create_observable_counter(name, [self._seconds(field)], unit, description)
 
     def add(self, pool: AsyncConnectionPool) -> None:
         try:
@@ -179,17 +222,6 @@ class _Observer:
 
         return observe
 
-    def _seconds(self, field: str) -> _Callback:
-        """A callback reporting a total of milliseconds in seconds."""
-
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            return [
-                Observation(stats[field] / 1000.0, attributes)
-                for attributes, stats in self._snapshots()
-            ]
-
-        return observe
-
 
 # One set of instruments per meter provider (OpenTelemetry cannot remove them).
 _observers: weakref.WeakKeyDictionary[MeterProvider, _Observer] = weakref.WeakKeyDictionary()
@@ -202,9 +234,10 @@ class Instrumentation:
     Also a context manager: ``with instrument(pool): ...``.
     """
 
-    def __init__(self, observer: _Observer, pool: AsyncConnectionPool) -> None:
+    def __init__(self, observer: _Observer, pool: AsyncConnectionPool, recorder: _Recorder) -> None:
         self._observer: _Observer | None = observer
         self._pool = weakref.ref(pool)
+        self._recorder = recorder
 
     @property
     def closed(self) -> bool:
@@ -217,6 +250,7 @@ class Instrumentation:
         pool = self._pool()
         if observer is not None and pool is not None:
             observer.remove(pool)
+            detach(pool, self._recorder)
 
     def __enter__(self) -> Instrumentation:
         return self
@@ -245,4 +279,10 @@ def instrument(
             meter = provider.get_meter(n.OTEL_METER_NAME, __version__)
             observer = _observers[provider] = _Observer(meter)
     observer.add(pool)
-    return Instrumentation(observer, pool)
+    recorder = _Recorder(observer.events)
+    try:
+        pool.add_listener(recorder)
+    except BaseException:
+        observer.remove(pool)
+        raise
+    return Instrumentation(observer, pool, recorder)
