@@ -13,7 +13,7 @@ has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv test lint demo bench clean distclean
+.PHONY: venv test lint demo bench bench-app clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -42,6 +42,12 @@ $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.app
+
+# TechEmpower's database tests through FastAPI (uvicorn, uvloop, wrk; see docs/benchmark-app.md).
+# Installs wrk with apt-get when missing and run as root; fills its own database, aiopool_bench.
+bench-app: $(BENCH_STAMP)
+	$(BIN)/python -m bench.app
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
