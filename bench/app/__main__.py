@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
 import signal
 import statistics
 import sys
 import time
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma list")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds per cell")
-    p.add_argument("--seconds", type=float, default=5.0, help="measured wrk seconds per cell")
+    p.add_argument("--seconds", type=float, default=6.0, help="measured wrk seconds per cell")
     p.add_argument("--queries", type=int, default=20, help="N of the multiple-queries test")
     p.add_argument("--updates", type=int, default=5, help="N of the updates test")
     p.add_argument("--connections", type=int, default=64, help="wrk connections")
@@ -67,6 +70,7 @@ async def _cell(
     server: AppServer, path: str, args: argparse.Namespace, wrk: str, sampler: SessionSampler
 ) -> dict[str, Any]:
     url = server.base + path
+    load = os.getloadavg()[0]
     sampler.start()
     try:
         await run(wrk, url, args.warmup, args.connections, args.threads, args.timeout)
@@ -78,6 +82,8 @@ async def _cell(
         "sessions_max": max(samples, default=None),
         "sessions_max_measured": max(samples[warm:], default=None),
         "sessions_samples": len(samples),
+        # Other work on the machine shows here: the numbers are not adjusted for it.
+        "loadavg_1min_before": round(load, 2),
     }
 
 
@@ -119,7 +125,7 @@ async def _backend_round(
 
 def _brief(row: dict[str, Any]) -> str:
     if "error" in row:
-        return "ERROR " + row["error"]
+        return f"ERROR {row['error']}"
     errors = row["non_2xx"] + row["socket_errors"] + row["timeouts"]
     return (
         f"{row['req_per_s']:>8,.0f} req/s  p50 {row['p50_ms']:7.1f} ms  "
@@ -158,6 +164,8 @@ def aggregate(runs: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
 
 async def _main(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
     started = time.perf_counter()
+    load_start = os.getloadavg()
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11: install httptools"
     print(f"bench-app: filling {ROWS:,} rows of tfb_world in `{database_of(args.url)}`", flush=True)
     await create_world(args.url, ROWS)
     env = machine(await server_versions())
@@ -186,8 +194,10 @@ async def _main(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
             "wrk_timeout": args.timeout,
             "tests": tests(args),
             "backends": names,
-            "server": "uvicorn, uvloop, httptools when installed, 1 process",
+            "server": f"uvicorn {version('uvicorn')} ({http}), uvloop, one process",
             "wall_seconds": round(time.perf_counter() - started, 1),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
         "idioms": {n: BACKENDS[n].idiom for n in names},
         "summary": aggregate(runs, SIZE),

@@ -131,9 +131,6 @@ class SessionSampler:
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._loop(self._stop))
 
-    def discard_log(self) -> None:
-        self._log.close()
-
     async def stop(self) -> list[int]:
         assert self._task is not None
         self._stop.set()

@@ -80,6 +80,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| load | wrk -t{s['threads']} -c{s['connections']} --timeout {s['wrk_timeout']:g}s; "
         f"{s['warmup']:g} s warm-up + {s['seconds']:g} s measured per cell; {s['rounds']} "
         f"interleaved round(s), medians; whole run {s['wall_seconds']} s |",
+        f"| load average (1, 5, 15 min) | start {_load(s, 'loadavg_start')}, end "
+        f"{_load(s, 'loadavg_end')} (other work on this machine: numbers not adjusted) |",
         "",
         table(results),
         "",
@@ -94,6 +96,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _load(s: dict[str, Any], key: str) -> str:
+    return " / ".join(f"{x:.1f}" for x in s.get(key, []))
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
