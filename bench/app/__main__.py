@@ -194,7 +194,8 @@ async def _main(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
             "wrk_timeout": args.timeout,
             "tests": tests(args),
             "backends": names,
-            "server": f"uvicorn {version('uvicorn')} ({http}), uvloop, one process",
+            "server": f"uvicorn {version('uvicorn')} ({http}), uvloop, one process; "
+            f"FastAPI {version('fastapi')}",
             "wall_seconds": round(time.perf_counter() - started, 1),
             "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
