@@ -19,7 +19,7 @@ import pytest
 
 from bench.app._backends import BACKENDS, update_sql
 from bench.app._process import AppServer, SessionSampler
-from bench.app._schema import count_sessions, create_world, read_world
+from bench.app._schema import create_world, read_world
 from bench.app._wrk import parse
 from bench.app.server import clamp_queries, create_app
 from tests.support.realdb import ScratchDatabase
@@ -143,7 +143,7 @@ async def test_the_app_under_uvicorn_in_its_own_process(world: ScratchDatabase) 
                 paths = ["/db", "/queries?queries=4", "/updates?queries=3"] * 2 * SIZE
                 answers = await asyncio.gather(*(c.get(p) for p in paths))
             samples = await sampler.stop()
-            seen = await count_sessions(sampler._conn, sampler.database)
+            seen = await sampler.count()
     finally:
         code = await server.stop()
         await sampler.close()

@@ -119,6 +119,10 @@ class SessionSampler:
         if self._conn is not None:
             await self._conn.ensure_closed()
 
+    async def count(self) -> int:
+        """The bench database's sessions now (not while sampling: one query at a time)."""
+        return await count_sessions(self._conn, self.database)
+
     async def _loop(self, stop: asyncio.Event) -> None:
         # Stopped by the event, never cancelled: a query cut short breaks the connection.
         while not stop.is_set():
