@@ -22,7 +22,7 @@ has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv test test-sqlalchemy-versions lint demo bench docs docs-serve clean distclean
+.PHONY: venv test test-sqlalchemy-versions lint demo bench bench-app docs docs-serve clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -67,6 +67,12 @@ $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.app
+
+# TechEmpower's database tests through FastAPI (uvicorn, uvloop, wrk; see docs/benchmark-app.md).
+# Installs wrk with apt-get when missing and run as root; fills its own database, aiopool_bench.
+bench-app: $(BENCH_STAMP)
+	$(BIN)/python -m bench.app
 
 $(DOCS_STAMP): pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,docs]'
