@@ -73,7 +73,8 @@ class ClusterPool:
     ``url`` lists the nodes, ``mysql://user:password@host1:3306,host2:3306/db``,
     or is a list of single-host URLs.  ``min_size``, ``max_size``, ``timeout``
     and every other keyword argument go to each node's ``AsyncConnectionPool``
-    (sizes are per node).
+    (sizes are per node); so do ``listeners=``, whose events name the node in
+    ``pool_name`` (``name[host:port]``, or the node's address without a name).
 
     * ``connection()`` gives a connection to the writable node (the primary,
       or the least busy Synced Galera node); ``connection(readonly=True)`` to

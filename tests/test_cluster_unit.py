@@ -893,3 +893,20 @@ def test_bad_urls_name_the_problem_never_the_password(url: Any, message: str) ->
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClusterPool(URL, **kwargs)
+
+
+async def test_listeners_hear_every_nodes_pool(fake: FakeCluster) -> None:
+    from aiopool.events import AcquireEvent
+
+    seen: list[str] = []
+
+    class Listener:
+        def on_acquire(self, event: AcquireEvent) -> None:
+            seen.append(event.pool_name)
+
+    async with make_cluster(fake, name="shop", listeners=[Listener()]) as cluster:
+        await host_of(cluster)
+        for _ in range(4):
+            await host_of(cluster, readonly=True)
+    assert "shop[10.0.0.1:3306]" in seen, seen
+    assert {"shop[10.0.0.2:3306]", "shop[10.0.0.3:3306]"} & set(seen), seen
