@@ -26,7 +26,10 @@ class ConnectionContext:
 
     async def __aenter__(self) -> Connection:
         pool = self._pool
-        conn = await pool.acquire(self._timeout)
+        # acquire() without its coroutine when an idle connection is ready.
+        conn = pool._take_fresh()
+        if conn is None:
+            conn = await pool._acquire_slow(self._timeout)
         self._conn = conn
         # The loan's start time identifies it: a later loan of the same slot differs.
         self._lease = pool._ledger.lent[id(conn)].lent_at

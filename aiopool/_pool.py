@@ -241,6 +241,7 @@ class AsyncConnectionPool:
         self._cond: asyncio.Condition | None = None
         self._closed_event: asyncio.Event | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
+        self._released: asyncio.Future[None] | None = None
         self._forked_leftovers: list[Slot] = []
 
     # ------------------------------------------------------------------ life cycle
@@ -292,6 +293,9 @@ class AsyncConnectionPool:
         self._closed_event = asyncio.Event()
         self._tasks.loop = loop
         self._opener.tasks.loop = loop
+        # What a fast release returns: already done, so awaiting it costs nothing.
+        self._released = loop.create_future()
+        self._released.set_result(None)
         _open_pools.add(self)
         self._maintenance_task = loop.create_task(
             self._maintenance.run(), name=f"aiopool maintenance {self.name}"
@@ -497,17 +501,26 @@ class AsyncConnectionPool:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        # Fast path: the caller runs in the pool's loop (its thread, and that
-        # loop running: one thread runs one loop at a time), and the ledger has
-        # a fresh idle connection with nobody queued.  _loop is None when closed.
+        conn = self._take_fresh()
+        if conn is None:
+            conn = await self._acquire_slow(timeout)
+        return conn
+
+    def _take_fresh(self) -> Connection | None:
+        """The hand-out fast path, without awaiting; None when it does not apply.
+
+        It applies when the caller runs in the pool's loop (its thread, and
+        that loop running: one thread runs one loop at a time; ``_loop`` is
+        None once closed) and the ledger has a fresh idle connection with
+        nobody queued.
+        """
         loop = self._loop
         if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
             conn = self._lend_fresh(monotonic())
-            if conn is not None:
-                if self._lend_hooks:
-                    self._lent_now(conn, 0.0, False)
-                return conn
-        return await self._acquire_slow(timeout)
+            if conn is not None and self._lend_hooks:
+                self._lent_now(conn, 0.0, False)
+            return conn
+        return None
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
         """What a hand-out reports, when leak tracking or an acquire listener wants it."""
@@ -602,12 +615,17 @@ class AsyncConnectionPool:
 
     # ------------------------------------------------------------------ return
 
-    async def release(self, conn: Connection) -> None:
-        """Give back a connection borrowed with ``acquire``.
+    def release(self, conn: Connection) -> Awaitable[None]:
+        """Give back a connection borrowed with ``acquire``: ``await pool.release(conn)``.
 
         An unfinished transaction is rolled back; a connection in an unknown
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
+
+        Not a coroutine function (asyncmy's pool does the same): a clean
+        connection is back in the pool when the call returns, and the
+        awaitable is already done; otherwise the awaitable is the return work,
+        which runs in the pool's own task whether or not it is awaited.
         """
         # Fast path: open pool, no reset configured, and the connection clean
         # by the server's status flags: no round trip.  A socket that died
@@ -624,20 +642,20 @@ class AsyncConnectionPool:
                     outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
                     event = ReleaseEvent(self.name, slot.held, outcome)
                     self._listeners.emit(self._listeners.release, event)
-                return
-        await self._return_slow(conn, None, None)
+                assert self._released is not None  # set by open(), as _fast_return is
+                return self._released
+        return self._return_slow(conn, None, None)
 
-    async def _release_lease(
+    def _release_lease(
         self, conn: Connection, lease: float, exc: BaseException | None
-    ) -> None:
+    ) -> Awaitable[None]:
         """``connection()``'s return: refuses a connection already returned and lent again."""
         if exc is None:
             slot = self._ledger.lent.get(id(conn))
             if slot is None or slot.lent_at != lease:
                 raise self._not_lent_error(conn)
-            await self.release(conn)
-        else:
-            await self._return_slow(conn, lease, exc)
+            return self.release(conn)
+        return self._return_slow(conn, lease, exc)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
         return PoolError(
@@ -645,19 +663,19 @@ class AsyncConnectionPool:
             "it was already released, or it belongs to another pool"
         )
 
-    async def _return_slow(
+    def _return_slow(
         self, conn: Connection, lease: float | None, exc: BaseException | None
-    ) -> None:
-        # The return work (rollback, close) runs in a pool-owned task and the
-        # caller waits for it shielded: cancelling the caller, even again and
-        # again as anyio task groups do, cannot leave the slot half-returned.
+    ) -> asyncio.Future[None]:
+        # The return work (rollback, close) starts now in a pool-owned task and
+        # the caller waits for it shielded: cancelling the caller, even again
+        # and again as anyio task groups do, cannot leave the slot half-returned.
         now = monotonic()
         slot = self._ledger.take_back(conn, now, lease)
         if slot is None:
             raise self._not_lent_error(conn)
         work = self._returner.finish(slot, slot.held, exc)
         task = self._tasks.spawn(work, functools.partial(self._closer.reclaim, slot))
-        await asyncio.shield(task)
+        return asyncio.shield(task)
 
     # ------------------------------------------------------------------ context manager
 
@@ -670,6 +688,8 @@ class AsyncConnectionPool:
         was cancelled, or that failed with a connection error, gives back a
         connection in an unknown state, which the pool closes and replaces.
         """
+        if timeout is not None:
+            check_timeout("timeout", timeout)
         return ConnectionContext(self, timeout)
 
     # ------------------------------------------------------------------ operations

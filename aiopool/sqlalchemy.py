@@ -170,7 +170,7 @@ class AiopoolPool(Pool):
         self._loop: asyncio.AbstractEventLoop | None = None
         # Returns scheduled from outside the greenlet: the loop keeps tasks
         # only weakly, so they are held here until done.
-        self._returning: set[asyncio.Task[None]] = set()
+        self._returning: set[asyncio.Future[None]] = set()
 
     @property
     def aiopool(self) -> AsyncConnectionPool:
@@ -325,7 +325,11 @@ class AiopoolPool(Pool):
 
     def _release_later(self, conn: Connection) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(self._aiopool.release(conn))
+        try:
+            task = asyncio.ensure_future(self._aiopool.release(conn), loop=self._loop)
+        except Exception as exc:  # not lent any more (the pool was closed meanwhile)
+            logger.warning("returning a connection left by SQLAlchemy failed: %r", exc)
+            return
         self._returning.add(task)
         task.add_done_callback(self._returning.discard)
         task.add_done_callback(_log_failure)
@@ -344,7 +348,7 @@ class AiopoolPool(Pool):
             connection.invalidate(exception)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("returning a connection left by SQLAlchemy failed: %r", task.exception())
 

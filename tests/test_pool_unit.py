@@ -347,7 +347,11 @@ async def test_cancel_while_returning_still_finishes_the_return(server: FakeServ
     async with fake_pool(server, min_size=1, max_size=1) as pool:
         conn = await pool.acquire()
         await conn.query()
-        releasing = asyncio.create_task(pool.release(conn))
+
+        async def release() -> None:
+            await pool.release(conn)
+
+        releasing = asyncio.create_task(release())
         await asyncio.sleep(0.01)
         releasing.cancel()
         with pytest.raises(asyncio.CancelledError):
