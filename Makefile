@@ -22,7 +22,7 @@ has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv test test-sqlalchemy-versions lint demo bench bench-app docs docs-serve clean distclean
+.PHONY: venv test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -58,6 +58,29 @@ test-sqlalchemy-versions: $(SA_OTHER_STAMP)
 		"import sqlalchemy as s; assert s.__version__.startswith('$(SA_OTHER_PREFIX)'), s.__version__; print('SQLAlchemy', s.__version__)"
 	PYTHONPATH=$(SA_OTHER_DIR) $(BIN)/pytest $(SA_TESTS) --loop asyncio -p no:cacheprovider
 
+# The other supported Pythons run the pool's core suite (unit, property, real
+# server, faults of the kind a pool must survive) in a venv each. Found in pyenv's
+# versions or on PATH; missing ones fail under CI=true and are skipped otherwise.
+OTHER_PYTHONS ?= 3.12 3.13
+CORE_TESTS := tests/test_ledger.py tests/test_pool_unit.py tests/test_health_unit.py \
+	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
+	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py
+
+test-pythons:
+	@set -e; for v in $(OTHER_PYTHONS); do \
+		py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -n 1); \
+		[ -n "$$py" ] || py=$$(command -v python$$v || true); \
+		if [ -z "$$py" ] || ! "$$py" -c pass 2>/dev/null; then \
+			echo "test-pythons: Python $$v not found"; \
+			if [ -n "$$CI" ]; then exit 1; else continue; fi; \
+		fi; \
+		venv=.venv-$$v; \
+		[ -x $$venv/bin/python ] || "$$py" -m venv $$venv; \
+		$$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'; \
+		echo "test-pythons: $$($$venv/bin/python --version)"; \
+		$$venv/bin/python -m pytest $(CORE_TESTS) -q -p no:cacheprovider; \
+	done
+
 demo: venv
 	$(BIN)/python -m aiopool.testing run -- $(BIN)/python examples/demo.py
 
@@ -92,4 +115,4 @@ clean:
 		-prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-3.*
