@@ -17,10 +17,16 @@ from ._ledger import Ledger
 from ._protocols import Connection, ConnectionCallback
 from ._slot import Slot
 
-__all__ = ["CheckFailed", "Checker"]
+__all__ = ["CheckFailed", "Checker", "is_fresh"]
 
 # The least time a hand-out check (ping) gets, even past the caller's deadline.
 _MIN_CHECK_BUDGET = 0.5
+
+
+def is_fresh(slot: Slot, now: float) -> bool:
+    """Checked recently enough (``check_after``, never past expiry) and no EOF seen."""
+    conn = slot.conn
+    return now < slot.fresh_until and conn is not None and not conn._stream_broken
 
 
 class CheckFailed(Exception):
@@ -48,7 +54,7 @@ class Checker:
         assert conn is not None
         ledger = self._ledger
         now = monotonic()
-        if now < slot.fresh_until and not conn._stream_broken:
+        if is_fresh(slot, now):
             return True
         if is_broken(conn):
             ledger.lost(slot, ConnectionError("the server closed the connection"), now, "broken")

@@ -32,7 +32,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from ._checker import Checker
+from ._checker import Checker, is_fresh
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
@@ -552,7 +552,8 @@ class AsyncConnectionPool:
                     queued = True
                     counters.requests_queued += 1
                 slot = await self._wait_for_slot(loop, deadline, start)
-            if await self._checker.usable(slot, deadline):
+            # Most hand-outs need no check: skip the checker's coroutine then.
+            if is_fresh(slot, monotonic()) or await self._checker.usable(slot, deadline):
                 break
         if ledger.state != OPEN:
             # close() started while this request was checking its connection.

@@ -332,7 +332,7 @@ class SQLAlchemyOnAiopoolAdapter(SQLAlchemyAdapter):
             raise Unavailable(f"aiopool.sqlalchemy not importable: {exc}") from None
 
         self._pool = AsyncConnectionPool(
-            MYSQL_URL, min_size=self.size, max_size=self.size, timeout=30.0
+            self.endpoint.url("mysql"), min_size=self.min_size, max_size=self.size, timeout=30.0
         )
         await self._pool.open(wait=True)
         self._engine = create_async_engine(self._pool)
@@ -347,6 +347,10 @@ class SQLAlchemyOnAiopoolAdapter(SQLAlchemyAdapter):
 
     def stats(self) -> dict[str, Any]:
         return dict(self._pool.get_stats())
+
+    def opened(self) -> int | None:
+        """Connections aiopool opened (SQLAlchemy never opens one itself here)."""
+        return self._pool.get_stats().connections_num
 
 
 class BareAsyncmyAdapter(Adapter):

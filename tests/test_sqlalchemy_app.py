@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import httpx
 
 from tests.support.realdb import execute
 from tests.test_frameworks import (
-    BURST,
     MAX_SIZE,
     STAT_NAMES,
-    burst,
-    check_burst,
     load_example,
+    serve_a_burst,
     uvicorn_server,
 )
 
@@ -57,25 +54,7 @@ async def test_fastapi_orm_requests_transactions_and_cleanup(database_url: str) 
 
 
 async def test_fastapi_orm_burst_larger_than_pool(database_url: str) -> None:
-    app = orm_app.create_app(database_url, min_size=1, max_size=MAX_SIZE)
-    limits = httpx.Limits(max_connections=BURST + 1)
-    async with asyncio.timeout(60):
-        async with (
-            uvicorn_server(app) as base,
-            httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http,
-        ):
-
-            async def get(n: int) -> tuple[int, dict[str, Any]]:
-                response = await http.get(f"/items/{n}", params={"ms": 10})
-                return response.status_code, response.json()
-
-            async def health() -> dict[str, Any]:
-                return dict((await http.get("/health")).json())
-
-            responses, samples = await burst(get, health)
-            check_burst(responses, samples, await health())
-        assert app.state.pool.closed
-        assert app.state.pool.get_stats().pool_size == 0
+    await serve_a_burst(orm_app.create_app(database_url, min_size=1, max_size=MAX_SIZE))
 
 
 def test_module_level_app_is_not_started() -> None:
