@@ -13,7 +13,7 @@ from ._adapters import MYSQL, PG_DSN
 
 MYSQL_COUNTERS = ("Connections", "Com_commit", "Com_rollback", "Questions")
 LIBRARIES = (
-    "aiopool",
+    "aiopool-mysql",
     "asyncmy",
     "aiomysql",
     "SQLAlchemy",
