@@ -241,7 +241,6 @@ class AsyncConnectionPool:
         self._cond: asyncio.Condition | None = None
         self._closed_event: asyncio.Event | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
-        self._released: asyncio.Future[None] | None = None
         self._forked_leftovers: list[Slot] = []
 
     # ------------------------------------------------------------------ life cycle
@@ -293,9 +292,6 @@ class AsyncConnectionPool:
         self._closed_event = asyncio.Event()
         self._tasks.loop = loop
         self._opener.tasks.loop = loop
-        # What a fast release returns: already done, so awaiting it costs nothing.
-        self._released = loop.create_future()
-        self._released.set_result(None)
         _open_pools.add(self)
         self._maintenance_task = loop.create_task(
             self._maintenance.run(), name=f"aiopool maintenance {self.name}"
@@ -622,17 +618,12 @@ class AsyncConnectionPool:
 
     # ------------------------------------------------------------------ return
 
-    def release(self, conn: Connection) -> Awaitable[None]:
-        """Give back a connection borrowed with ``acquire``: ``await pool.release(conn)``.
+    async def release(self, conn: Connection) -> None:
+        """Give back a connection borrowed with ``acquire``.
 
         An unfinished transaction is rolled back; a connection in an unknown
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
-
-        Not a coroutine function (asyncmy's pool does the same): a clean
-        connection is back in the pool when the call returns, and the
-        awaitable is already done; otherwise the awaitable is the return work,
-        which runs in the pool's own task whether or not it is awaited.
         """
         # Fast path: open pool, no reset configured, and the connection clean
         # by the server's status flags: no round trip.  A socket that died
@@ -649,9 +640,8 @@ class AsyncConnectionPool:
                     outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
                     event = ReleaseEvent(self.name, slot.held, outcome)
                     self._listeners.emit(self._listeners.release, event)
-                assert self._released is not None  # set by open(), as _fast_return is
-                return self._released
-        return self._return_slow(conn, None, None)
+                return
+        await self._return_slow(conn, None, None)
 
     def _release_lease(
         self, conn: Connection, lease: float, exc: BaseException | None

@@ -326,7 +326,7 @@ class AiopoolPool(Pool):
     def _release_later(self, conn: Connection) -> None:
         assert self._loop is not None
         try:
-            task = asyncio.ensure_future(self._aiopool.release(conn), loop=self._loop)
+            task = self._loop.create_task(self._aiopool.release(conn))
         except Exception as exc:  # not lent any more (the pool was closed meanwhile)
             logger.warning("returning a connection left by SQLAlchemy failed: %r", exc)
             return

@@ -348,10 +348,7 @@ async def test_cancel_while_returning_still_finishes_the_return(server: FakeServ
         conn = await pool.acquire()
         await conn.query()
 
-        async def release() -> None:
-            await pool.release(conn)
-
-        releasing = asyncio.create_task(release())
+        releasing = asyncio.create_task(pool.release(conn))
         await asyncio.sleep(0.01)
         releasing.cancel()
         with pytest.raises(asyncio.CancelledError):
