@@ -161,21 +161,20 @@ class Ledger:
 
         The caller has made sure it runs in the pool's loop.  Fresh means
         checked within ``check_after`` and not expired (one comparison, see
-        ``Slot.fresh_until``), and no EOF seen on its socket.
+        ``Slot.fresh_until``), and the server has not hung up on it.
         """
         idle = self.idle
-        if not idle or self.waiters:
-            return None
-        slot = idle[-1]
-        conn = slot.conn
-        if now >= slot.fresh_until or conn._stream_broken:  # type: ignore[union-attr]
-            return None
-        idle.pop()
-        slot.conn = None
-        self.lent[slot.key] = slot
-        slot.lent_at = now  # also the loan's identity (see ConnectionContext)
-        self.counters.requests_num += 1
-        return conn
+        if idle and not self.waiters:
+            slot = idle[-1]
+            if now < slot.fresh_until and not slot.stream.eof:
+                idle.pop()
+                conn = slot.conn
+                slot.conn = None
+                self.lent[slot.key] = slot
+                slot.lent_at = now  # also the loan's identity (see ConnectionContext)
+                self.counters.requests_num += 1
+                return conn
+        return None
 
     def take_idle(self) -> Slot | None:
         """Pop an idle slot (lent, unchecked) if nobody is queued ahead of the caller."""

@@ -237,6 +237,7 @@ class AsyncConnectionPool:
         # The thread running that loop: the fast path's check that the caller
         # runs in the pool's loop, without get_running_loop()'s getpid() on 3.11.
         self._loop_thread = 0
+        self._loop_has_thread_id = False
         self._pid = 0
         self._cond: asyncio.Condition | None = None
         self._closed_event: asyncio.Event | None = None
@@ -285,6 +286,10 @@ class AsyncConnectionPool:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = self._opened_loop = loop
         self._loop_thread = _get_ident()
+        # asyncio's loops keep the thread running them in ``_thread_id`` (None
+        # when stopped): one attribute read answers "is this the pool's loop,
+        # running here?".  Other loops (uvloop) are asked is_running().
+        self._loop_has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
         self._fast_return = not self._resets_on_return
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
@@ -483,9 +488,8 @@ class AsyncConnectionPool:
                 )
             raise PoolClosed(f"pool {self.name!r} is closed")
         loop = self._loop
-        if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
-            # The pool's loop runs in this thread, so it is the running loop:
-            # known without get_running_loop(), whose getpid() on Python 3.11
+        if loop is not None and self._running_here(loop):
+            # Known without get_running_loop(), whose getpid() on Python 3.11
             # was 15 % of the CPU in W4 (py-spy).
             return loop
         loop = asyncio.get_running_loop()
@@ -506,13 +510,27 @@ class AsyncConnectionPool:
         # _take_fresh(), inlined: the call alone costs ~4 % of an uncontended
         # acquire + release pair.
         loop = self._loop
-        if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
+        if loop is not None and (
+            loop._thread_id == _get_ident()  # type: ignore[attr-defined]
+            if self._loop_has_thread_id
+            else self._loop_thread == _get_ident() and loop.is_running()
+        ):
             conn = self._lend_fresh(monotonic())
             if conn is not None:
                 if self._lend_hooks:
                     self._lent_now(conn, 0.0, False)
                 return conn
         return await self._acquire_slow(timeout)
+
+    def _running_here(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """True when ``loop`` (the pool's) is running in the calling thread.
+
+        One thread runs one loop at a time, so it is then the running loop.
+        The hand-out fast paths inline this test.
+        """
+        if self._loop_has_thread_id:
+            return bool(loop._thread_id == _get_ident())  # type: ignore[attr-defined]
+        return self._loop_thread == _get_ident() and loop.is_running()
 
     def _take_fresh(self) -> Connection | None:
         """The hand-out fast path, without awaiting; None when it does not apply.
@@ -523,7 +541,11 @@ class AsyncConnectionPool:
         nobody queued.
         """
         loop = self._loop
-        if loop is not None and self._loop_thread == _get_ident() and loop.is_running():
+        if loop is not None and (
+            loop._thread_id == _get_ident()  # type: ignore[attr-defined]
+            if self._loop_has_thread_id
+            else self._loop_thread == _get_ident() and loop.is_running()
+        ):
             conn = self._lend_fresh(monotonic())
             if conn is not None and self._lend_hooks:
                 self._lent_now(conn, 0.0, False)

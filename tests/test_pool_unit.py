@@ -6,8 +6,10 @@ import asyncio
 import math
 import os
 import sys
+from collections.abc import Callable
 
 import pytest
+import uvloop
 from asyncmy import errors as mysql_errors
 
 from aiopool import (
@@ -707,6 +709,26 @@ def test_using_a_pool_from_another_event_loop_is_a_clear_error() -> None:
                 second.run(pool.acquire())
             with pytest.raises(WrongEventLoop):
                 second.run(pool.open())
+        first.run(pool.close())
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_an_idle_connection_is_not_lent_to_another_loop_in_the_same_thread(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The fast path's "is this the pool's loop?" test: same thread, the pool's
+    # loop stopped, another loop running (two asyncio.run() calls in a row).
+    server = FakeServer()
+    pool = fake_pool(server, min_size=1)
+    with asyncio.Runner(loop_factory=loop_factory) as first:
+        first.run(pool.open())
+        assert pool.get_stats().pool_available == 1
+        with asyncio.Runner(loop_factory=loop_factory) as second:
+            with pytest.raises(WrongEventLoop, match="belongs to one loop"):
+                second.run(pool.acquire())
+            with pytest.raises(WrongEventLoop, match="belongs to one loop"):
+                second.run(pool.connection().__aenter__())
+        assert pool.get_stats().pool_available == 1
         first.run(pool.close())
 
 
