@@ -37,6 +37,7 @@ from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
 from ._context import ConnectionContext
+from ._deadlines import Deadlines
 from ._health import is_unreachable
 from ._leaks import capture_origin
 from ._ledger import CLOSED, CLOSING, FORKED, NEW, OPEN, Ledger
@@ -49,7 +50,7 @@ from ._returner import Returner
 from ._slot import Slot
 from ._stats import PoolStats
 from ._tasks import TaskSet
-from ._waiters import Waiter, expire_waiter
+from ._waiters import Waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
 from .events import AcquireEvent, ReleaseEvent, ReleaseOutcome, TimeoutEvent
 
@@ -183,6 +184,7 @@ class AsyncConnectionPool:
         ledger = self._ledger = Ledger(limits, keep_idle=self._keeps_idle)
         self._listeners = Listeners(listeners)
         self._tasks = TaskSet()
+        self._deadlines = Deadlines()
         self._closer = Closer(ledger, self._tasks, self._listeners, self.name)
         on_outage = None if reconnect_failed is None else functools.partial(reconnect_failed, self)
         self._opener = Opener(
@@ -297,6 +299,7 @@ class AsyncConnectionPool:
         self._closed_event = asyncio.Event()
         self._tasks.loop = loop
         self._opener.tasks.loop = loop
+        self._deadlines.loop = loop
         _open_pools.add(self)
         self._maintenance_task = loop.create_task(
             self._maintenance.run(), name=f"aiopool maintenance {self.name}"
@@ -389,6 +392,7 @@ class AsyncConnectionPool:
         self._fast_return = False
         _open_pools.discard(self)
         idle = ledger.begin_close(PoolClosed(f"pool {self.name!r} was closed"))
+        self._deadlines.stop()  # every waiter was just failed
         try:
             await self._stop_background_tasks()
             now = monotonic()
@@ -452,6 +456,7 @@ class AsyncConnectionPool:
         self._forked_leftovers.extend(self._ledger.forget_after_fork())
         self._tasks.forget()
         self._opener.tasks.forget()
+        self._deadlines.stop()
         self._maintenance_task = None
         self._loop = None
         self._fast_return = False
@@ -610,8 +615,8 @@ class AsyncConnectionPool:
         waiter: Waiter = loop.create_future()
         ledger.enqueue(waiter, monotonic())
         timer = None
-        if deadline != math.inf:
-            timer = loop.call_later(max(0.0, deadline - monotonic()), expire_waiter, waiter)
+        if deadline != math.inf and not waiter.done():
+            timer = self._deadlines.add(waiter, deadline)
         try:
             slot = await waiter
         except BaseException:

@@ -16,16 +16,10 @@ from collections import deque
 
 from ._slot import Slot
 
-__all__ = ["WaitQueue", "Waiter", "expire_waiter"]
+__all__ = ["WaitQueue", "Waiter"]
 
 Waiter = asyncio.Future["Slot | None"]
 """Resolves to the slot handed over, or to None when the waiter's time ran out."""
-
-
-def expire_waiter(waiter: Waiter) -> None:
-    """Timer callback: tell a waiter its time is up, unless it was served first."""
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class WaitQueue(deque[Waiter]):

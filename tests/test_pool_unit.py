@@ -97,6 +97,44 @@ async def test_newcomer_does_not_barge_past_waiters(server: FakeServer) -> None:
         await pool.release(held)
 
 
+async def test_waiters_share_one_timer_and_time_out_in_deadline_order(
+    server: FakeServer,
+) -> None:
+    async with fake_pool(server, min_size=1, max_size=1, timeout=0.3) as pool:
+        held = await pool.acquire()
+        loop = asyncio.get_running_loop()
+        timers_before = len(getattr(loop, "_scheduled", ()))
+        finished: list[str] = []
+
+        async def wait(name: str, timeout: float | None = None) -> None:
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout)
+            finished.append(name)
+
+        tasks = [asyncio.create_task(wait(f"default-{i}")) for i in range(100)]
+        await asyncio.sleep(0)
+        # A shorter timeout queued behind longer deadlines gets a timer of its
+        # own: it must not wait for theirs.
+        tasks.append(asyncio.create_task(wait("short", 0.05)))
+        await asyncio.sleep(0)
+        if hasattr(loop, "_scheduled"):  # asyncio's timer heap (uvloop's is in libuv)
+            assert len(loop._scheduled) - timers_before <= 3, "one timer per waiter"
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks)
+        assert finished[0] == "short", finished[:3]
+        assert sorted(finished[1:]) == sorted(f"default-{i}" for i in range(100))
+        assert pool.get_stats().requests_errors == 101
+        # A waiter served before its deadline is not timed out afterwards.
+        served = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.1)
+        await pool.release(held)
+        conn = await served
+        await asyncio.sleep(0.4)  # past the served waiter's deadline
+        assert pool.get_stats().requests_errors == 101
+        await pool.release(conn)
+        check_invariants(pool, server)
+
+
 async def test_timeout_says_how_long_and_the_counts(server: FakeServer) -> None:
     async with fake_pool(server, min_size=1, max_size=1) as pool:
         held = await pool.acquire()
