@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import _burst, _report
+from . import _baseline, _burst, _report
 from ._adapters import CONTENDER_KEYS, CONTENDERS, Adapter, Contender, Unavailable
 from ._env import MySQLMonitor, delta, machine, per_op, server_versions
 from ._startup import STARTERS, memory, startup
@@ -64,6 +64,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-startup", action="store_true", help="skip the start-up benchmark")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc measure")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure aiopool as of this git revision (contender aiopool@REV), "
+        "and report aiopool ÷ it round by round",
+    )
     args = p.parse_args(argv)
     args.seconds = args.seconds or (0.5 if args.quick else 2.0)
     args.rounds = args.rounds or (1 if args.quick else 5)
@@ -77,6 +83,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bad:
         p.error(f"unknown contender(s) {bad}; choose from {list(CONTENDER_KEYS)}")
     args.contender_names = [CONTENDER_KEYS[k] for k in keys]
+    args.contenders_run = [c for c in CONTENDERS if c.name in args.contender_names]
+    args.baseline_name = None
+    if args.baseline:
+        extra = _baseline.contender(args.baseline)
+        args.baseline_name = extra.name
+        args.contenders_run.append(extra)
+        args.contender_names.append(extra.name)
     return args
 
 
@@ -163,7 +176,7 @@ async def _run_sliced(
 async def _round(
     rnd: int, loop_name: str, args: argparse.Namespace, runs: list[dict[str, Any]]
 ) -> None:
-    contenders = [c for c in CONTENDERS if c.name in args.contender_names]
+    contenders = args.contenders_run
     mon: MySQLMonitor | None = MySQLMonitor()
     try:
         await mon.open()
@@ -318,18 +331,23 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": None,
         },
         "workloads": {k: asdict(WORKLOADS[k]) for k in args.workloads},
-        "on_release": {
-            c.name: c.factory.on_release for c in CONTENDERS if c.name in args.contender_names
-        },
+        "on_release": {c.name: c.factory.on_release for c in args.contenders_run},
         "summary": aggregate(runs),
         "startup": start_up,
         "memory": mem,
         "runs": runs,
     }
     results["targets"] = _report.targets(results)
+    if args.baseline_name:
+        results["baseline"] = {
+            "contender": args.baseline_name,
+            "ratios": _baseline.ratios(runs, args.baseline_name),
+        }
     results["settings"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     paths = _report.write(results, args.out)
     print(_report.targets_markdown(results["targets"]))
+    if args.baseline_name:
+        print(_baseline.ratios_markdown(results["baseline"]["ratios"], args.baseline_name))
     print("wrote " + ", ".join(str(p) for p in paths))
     print(f"total {results['settings']['wall_seconds']} s")
     return 0

@@ -202,13 +202,16 @@ class AiopoolAdapter(Adapter):
         self, size: int, min_size: int | None = None, endpoint: Endpoint | None = None
     ) -> None:
         super().__init__(size, min_size, endpoint)
+        self._pool = self._pool_class()(
+            self.endpoint.url("mysql"), min_size=self.min_size, max_size=size, timeout=30.0
+        )
+
+    def _pool_class(self) -> Any:
         try:
             from aiopool import AsyncConnectionPool
         except ImportError as exc:
             raise Unavailable(f"aiopool.AsyncConnectionPool not importable: {exc}") from None
-        self._pool = AsyncConnectionPool(
-            self.endpoint.url("mysql"), min_size=self.min_size, max_size=size, timeout=30.0
-        )
+        return AsyncConnectionPool
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
