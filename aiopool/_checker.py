@@ -25,8 +25,7 @@ _MIN_CHECK_BUDGET = 0.5
 
 def is_fresh(slot: Slot, now: float) -> bool:
     """Checked recently enough (``check_after``, never past expiry) and no EOF seen."""
-    conn = slot.conn
-    return now < slot.fresh_until and conn is not None and not conn._stream_broken
+    return now < slot.fresh_until and slot.conn is not None and not slot.stream.eof
 
 
 class CheckFailed(Exception):

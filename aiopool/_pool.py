@@ -30,9 +30,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NoReturn, Self
 
-from ._checker import Checker, is_fresh
+from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
@@ -546,10 +546,15 @@ class AsyncConnectionPool:
         nobody queued.
         """
         loop = self._loop
-        if loop is not None and (
-            loop._thread_id == _get_ident()  # type: ignore[attr-defined]
-            if self._loop_has_thread_id
-            else self._loop_thread == _get_ident() and loop.is_running()
+        # Under load nothing is idle: skip the clock read and the ledger call.
+        if (
+            loop is not None
+            and self._ledger.idle
+            and (
+                loop._thread_id == _get_ident()  # type: ignore[attr-defined]
+                if self._loop_has_thread_id
+                else self._loop_thread == _get_ident() and loop.is_running()
+            )
         ):
             conn = self._lend_fresh(monotonic())
             if conn is not None and self._lend_hooks:
@@ -566,7 +571,11 @@ class AsyncConnectionPool:
             self._listeners.emit(self._listeners.acquire, event)
 
     async def _acquire_slow(self, timeout: float | None) -> Connection:
-        loop = self._check_usable()
+        # One coroutine frame from here to the waiter's future: each frame is
+        # resumed again at every hand-off.
+        loop = self._loop
+        if loop is None or self._ledger.state != OPEN or not self._running_here(loop):
+            loop = self._check_usable()
         ledger = self._ledger
         limit = ledger.limits.timeout if timeout is None else timeout
         counters = ledger.counters
@@ -580,9 +589,27 @@ class AsyncConnectionPool:
                 if not queued:
                     queued = True
                     counters.requests_queued += 1
-                slot = await self._wait_for_slot(loop, deadline, start)
+                    self._check_room()
+                waiter: Waiter = loop.create_future()
+                ledger.enqueue(waiter, monotonic())
+                timer = None
+                if deadline != math.inf and not waiter.done():
+                    timer = self._deadlines.add(waiter, deadline)
+                try:
+                    slot = await waiter
+                except BaseException:
+                    ledger.give_up(waiter, monotonic())
+                    raise
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                if slot is None:
+                    self._timed_out(waiter, start)
             # Most hand-outs need no check: skip the checker's coroutine then.
-            if is_fresh(slot, monotonic()) or await self._checker.usable(slot, deadline):
+            now = monotonic()
+            if (now < slot.fresh_until and not slot.stream.eof) or await self._checker.usable(
+                slot, deadline
+            ):
                 break
         if ledger.state != OPEN:
             # close() started while this request was checking its connection.
@@ -601,9 +628,8 @@ class AsyncConnectionPool:
         slot.origin = capture_origin()
         slot.warned = False
 
-    async def _wait_for_slot(
-        self, loop: asyncio.AbstractEventLoop, deadline: float, start: float
-    ) -> Slot:
+    def _check_room(self) -> None:
+        """Refuse to queue one more request past ``max_waiting``."""
         ledger = self._ledger
         max_waiting = ledger.limits.max_waiting
         if max_waiting and len(ledger.waiters) >= max_waiting:
@@ -612,27 +638,15 @@ class AsyncConnectionPool:
                 f"pool {self.name!r} already has {len(ledger.waiters)} requests waiting "
                 f"(max_waiting={max_waiting}); refusing this one"
             )
-        waiter: Waiter = loop.create_future()
-        ledger.enqueue(waiter, monotonic())
-        timer = None
-        if deadline != math.inf and not waiter.done():
-            timer = self._deadlines.add(waiter, deadline)
-        try:
-            slot = await waiter
-        except BaseException:
-            ledger.give_up(waiter, monotonic())
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if slot is None:
-            ledger.give_up(waiter, monotonic())
-            ledger.counters.requests_errors += 1
-            waited = monotonic() - start
-            if self._listeners.timeout:
-                self._listeners.emit(self._listeners.timeout, TimeoutEvent(self.name, waited))
-            raise PoolTimeout(self._timeout_message(waited))
-        return slot
+
+    def _timed_out(self, waiter: Waiter, start: float) -> NoReturn:
+        ledger = self._ledger
+        ledger.give_up(waiter, monotonic())
+        ledger.counters.requests_errors += 1
+        waited = monotonic() - start
+        if self._listeners.timeout:
+            self._listeners.emit(self._listeners.timeout, TimeoutEvent(self.name, waited))
+        raise PoolTimeout(self._timeout_message(waited))
 
     def _timeout_message(self, waited: float) -> str:
         ledger = self._ledger
