@@ -48,6 +48,10 @@ class ConnectionContext:
             try:
                 await conn.commit()
             except BaseException as commit_error:
-                await self._pool._release_lease(conn, self._lease, commit_error)
+                await self._pool._return_slow(conn, self._lease, commit_error)
                 raise
-        await self._pool._release_lease(conn, self._lease, exc)
+        # Awaited only when the return needs a round trip: the clean return is
+        # done by the time the call comes back, with no coroutine of its own.
+        pending = self._pool._release_lease(conn, self._lease, exc)
+        if pending is not None:
+            await pending
