@@ -76,6 +76,7 @@ class Checker:
             )
             ledger.lost(slot, exc, monotonic(), "check_failed")
             return False
+        slot.rebind(conn)
         ledger.refresh(slot, monotonic())
         return True
 
@@ -95,6 +96,7 @@ class Checker:
             else:
                 ledger.lost(slot, exc, monotonic(), "broken")
             return False
+        slot.rebind(conn)
         now = monotonic()
         ledger.refresh(slot, now)
         ledger.put_back(slot, now)

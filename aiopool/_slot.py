@@ -113,5 +113,15 @@ class Slot:
         self.closing = False
         self.closed = False
 
+    def rebind(self, conn: Connection) -> None:
+        """Read the socket objects again: asyncmy makes new ones on a reconnect.
+
+        Called after a successful check, so a connection its borrower
+        reconnected (``ping(reconnect=True)``) is fast to hand out again and
+        the socket closed for it is the live one.
+        """
+        self.transport = getattr(conn, "_transport", None)
+        self.stream = _stream_state(conn)
+
     def __repr__(self) -> str:
         return f"<Slot key={self.key:#x} lent_at={self.lent_at}>"

@@ -41,6 +41,29 @@ async def test_handed_out_connections_are_asyncmy_connections(database_url: str)
             assert await scalar(conn, "SELECT @@autocommit") == 1
 
 
+async def test_a_connection_its_borrower_reconnected_is_fast_to_lend_again(
+    database_url: str,
+) -> None:
+    # The hand-out fast path reads the socket objects the pool keeps on the
+    # slot; asyncmy makes new ones when a connection reconnects.
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=1) as pool:
+        conn = await pool.acquire()
+        slot = pool._ledger.lent[id(conn)]
+        old_stream = slot.stream
+        conn.close()
+        await conn.ping(reconnect=True)  # the borrower's own doing
+        await pool.release(conn)
+        await asyncio.sleep(0.05)  # the old socket's close reaches its protocol
+        assert old_stream.eof
+        # The first hand-out pings it (the old socket is gone), then knows the new one.
+        assert await pool.acquire() is conn
+        assert slot.stream is conn._proto and slot.transport is conn._transport
+        await pool.release(conn)
+        assert pool._take_fresh() is conn, "lent without a ping again"
+        await pool.release(conn)
+        assert pool.get_stats()["connections_lost"] == 0
+
+
 async def test_thousand_tasks_through_five_connections(scratch: ScratchDatabase) -> None:
     served = 0
 
