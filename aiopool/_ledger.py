@@ -234,15 +234,19 @@ class Ledger:
 
     # ------------------------------------------------------------------ return
 
-    def return_clean(self, conn: Connection, now: float) -> Slot | None:
+    def return_clean(self, conn: Connection, now: float, lease: float | None = None) -> Slot | None:
         """The fast return of a connection the caller found clean; None if not lent.
 
         A clean connection goes to the oldest waiter or onto the idle stack,
         with no round trip; an expired one is closed politely (``slot.closing``
-        then says so).
+        then says so).  ``lease``, when given, must match the loan's start
+        (see ``take_back``): None, and nothing changed, if it does not.
         """
         slot = self.lent.pop(id(conn), None)
         if slot is None:
+            return None
+        if lease is not None and slot.lent_at != lease:
+            self.lent[slot.key] = slot  # a later loan of the connection: not the caller's
             return None
         slot.conn = conn
         held = slot.held = now - slot.lent_at

@@ -672,8 +672,12 @@ class AsyncConnectionPool:
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
         """
-        # _returned_clean(), inlined: the call costs 4 % of an acquire +
-        # release pair (callgrind); connection() calls it without a coroutine.
+        # Fast path: open pool, no reset configured, and the connection clean
+        # by the server's status flags: no round trip.  A socket that died
+        # while lent is caught at the next hand-out or maintenance round; a
+        # locally closed one (cancelled) here.  connection()'s return,
+        # _release_lease(), has the same test: a shared helper would cost this
+        # path a call, 4 % of an acquire + release pair (callgrind).
         if self._fast_return and conn.connected and not conn.get_transaction_status():
             result = conn._result
             if result is None or not (result.unbuffered_active or result.has_next):
@@ -685,25 +689,6 @@ class AsyncConnectionPool:
                 return
         await self._return_slow(conn, None, None)
 
-    def _returned_clean(self, conn: Connection) -> bool:
-        """The fast return; False (nothing done) when it does not apply.
-
-        It applies to an open pool with no reset configured and a connection
-        clean by the server's status flags: no round trip.  A socket that died
-        while lent is caught at the next hand-out or maintenance round; a
-        locally closed one (cancelled) here.
-        """
-        if self._fast_return and conn.connected and not conn.get_transaction_status():
-            result = conn._result
-            if result is None or not (result.unbuffered_active or result.has_next):
-                slot = self._return_clean(conn, monotonic())
-                if slot is None:
-                    raise self._not_lent_error(conn)
-                if self._return_hooks:
-                    self._report_return(slot)
-                return True
-        return False
-
     def _report_return(self, slot: Slot) -> None:
         outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
         self._listeners.emit(self._listeners.release, ReleaseEvent(self.name, slot.held, outcome))
@@ -713,16 +698,22 @@ class AsyncConnectionPool:
     ) -> Awaitable[None] | None:
         """``connection()``'s return; None when it is done already (the fast return).
 
-        Refuses a connection already returned and lent again: the lease is
-        the loan's start.
+        The fast return applies to an open pool with no reset configured and
+        a connection clean by the server's status flags: no round trip.  A
+        connection already returned and lent again is refused: ``lease`` (the
+        loan's start) no longer matches.
         """
-        if exc is None:
-            slot = self._ledger.lent.get(id(conn))
-            if slot is None or slot.lent_at != lease:
-                raise self._not_lent_error(conn)
-            if self._returned_clean(conn):
+        if exc is None and self._fast_return and conn.connected:
+            result = conn._result
+            if not conn.get_transaction_status() and (
+                result is None or not (result.unbuffered_active or result.has_next)
+            ):
+                slot = self._return_clean(conn, monotonic(), lease)
+                if slot is None:
+                    raise self._not_lent_error(conn)
+                if self._return_hooks:
+                    self._report_return(slot)
                 return None
-            return self._return_slow(conn, None, None)
         return self._return_slow(conn, lease, exc)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
