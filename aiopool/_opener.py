@@ -42,12 +42,29 @@ _SERVER_LIMITS = {
 }
 
 
+# asyncmy asks the transport for its socket (keep-alive, TCP_NODELAY) right
+# after connecting; when the server hung up in between (a dying server accepts,
+# then closes), uvloop has no socket to give and asyncmy raises this.
+_NO_SOCKET = "Transport does not expose socket instance"
+
+
 async def default_factory(**kwargs: Any) -> Connection:
-    """``asyncmy.connect``, imported on first use."""
+    """``asyncmy.connect``, imported on first use.
+
+    A server that closes the connection while it is being opened is reported
+    as a ``ConnectionResetError`` that says so, not as asyncmy's RuntimeError.
+    """
     import asyncmy
 
-    # asyncmy's own stubs describe a narrower Connection than our Protocol.
-    return cast(Connection, await asyncmy.connect(**kwargs))
+    try:
+        # asyncmy's own stubs describe a narrower Connection than our Protocol.
+        return cast(Connection, await asyncmy.connect(**kwargs))
+    except RuntimeError as exc:
+        if str(exc) != _NO_SOCKET:
+            raise
+        raise ConnectionResetError(
+            f"the server closed the connection while it was being opened ({_NO_SOCKET})"
+        ) from exc
 
 
 class _Attempt:

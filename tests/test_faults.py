@@ -38,7 +38,10 @@ SOAK_SECONDS = float(os.environ.get("AIOPOOL_SOAK_SECONDS", "20"))
 LOST = frozenset({2006, 2013})
 # The cause a PoolTimeout must name while the server refuses connections.
 REFUSED = re.compile(r"Can.t connect|refused", re.IGNORECASE)
-DYING = re.compile(r"opening connections is failing: .*Lost connection", re.IGNORECASE)
+DYING = re.compile(
+    r"opening connections is failing: .*(Lost connection|server closed the connection)",
+    re.IGNORECASE,
+)
 
 
 @pytest.fixture

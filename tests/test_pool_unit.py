@@ -818,3 +818,28 @@ async def test_release_when_the_only_waiter_just_left_keeps_one_idle_entry(
             await b_task
         await pool.release(a)
         check_invariants(pool, server)
+
+
+async def test_a_server_hanging_up_during_connect_is_named_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncmy's RuntimeError when the socket is gone before keep-alive is set
+    # (seen under uvloop while a crashed server restarts).
+    import asyncmy
+
+    from aiopool._opener import default_factory
+
+    async def no_socket(**_: object) -> None:
+        raise RuntimeError("Transport does not expose socket instance")
+
+    monkeypatch.setattr(asyncmy, "connect", no_socket)
+    with pytest.raises(ConnectionResetError, match="server closed the connection") as info:
+        await default_factory(host="127.0.0.1")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+    async def other(**_: object) -> None:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(asyncmy, "connect", other)
+    with pytest.raises(RuntimeError, match="something else"):
+        await default_factory(host="127.0.0.1")
