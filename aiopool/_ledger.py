@@ -188,8 +188,11 @@ class Ledger:
     def enqueue(self, waiter: Waiter, now: float) -> None:
         """A request must wait: queue it, serve it from idle if possible, maybe grow."""
         self.waiters.append(waiter)
-        self._serve_waiters_from_idle(now)
-        self.grow(now)
+        # Under load nothing is idle and the pool is full: skip both calls.
+        if self.idle:
+            self._serve_waiters_from_idle(now)
+        if self.size < self.limits.max_size:
+            self.grow(now)
 
     def give_up(self, waiter: Waiter, now: float) -> None:
         """A waiting request is leaving (cancelled, timed out): pass on what it was given."""
@@ -222,14 +225,18 @@ class Ledger:
 
     def _lend_to_waiter(self, slot: Slot, now: float) -> bool:
         """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
-        self.lent[slot.key] = slot
-        if self.waiters.hand_off(slot):
-            # The loan starts now (hand_out sets it again when the waiter
-            # wakes): growth reads loan ages, and the previous loan's start
-            # would make this one look long.
-            slot.lent_at = now
-            return True
-        del self.lent[slot.key]
+        # WaitQueue.hand_off, inlined: every return under load comes here.
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)  # wakes the waiter later, not now
+                self.lent[slot.key] = slot
+                # The loan starts now (hand_out sets it again when the waiter
+                # wakes): growth reads loan ages, and the previous loan's
+                # start would make this one look long.
+                slot.lent_at = now
+                return True
         return False
 
     # ------------------------------------------------------------------ return

@@ -50,13 +50,17 @@ from ._returner import Returner
 from ._slot import Slot
 from ._stats import PoolStats
 from ._tasks import TaskSet
-from ._waiters import Waiter
+from ._waiters import Waiter, waiter_factory
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
 from .events import AcquireEvent, ReleaseEvent, ReleaseOutcome, TimeoutEvent
 
 __all__ = ["AsyncConnectionPool", "ConnectionContext"]
 
 _open_pools: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
+
+
+def _no_loop_yet() -> Waiter:
+    raise RuntimeError("the pool has no event loop yet")  # pragma: no cover
 
 
 def _forget_pools_after_fork() -> None:
@@ -240,6 +244,7 @@ class AsyncConnectionPool:
         # runs in the pool's loop, without get_running_loop()'s getpid() on 3.11.
         self._loop_thread = 0
         self._loop_has_thread_id = False
+        self._new_waiter: Callable[[], Waiter] = _no_loop_yet
         self._pid = 0
         self._cond: asyncio.Condition | None = None
         self._closed_event: asyncio.Event | None = None
@@ -292,6 +297,7 @@ class AsyncConnectionPool:
         # when stopped): one attribute read answers "is this the pool's loop,
         # running here?".  Other loops (uvloop) are asked is_running().
         self._loop_has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
+        self._new_waiter = waiter_factory(loop)
         self._fast_return = not self._resets_on_return
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
@@ -572,26 +578,37 @@ class AsyncConnectionPool:
 
     async def _acquire_slow(self, timeout: float | None) -> Connection:
         # One coroutine frame from here to the waiter's future: each frame is
-        # resumed again at every hand-off.
+        # resumed again at every hand-off.  Under load every request comes
+        # here, so the tests the fast path makes are inlined, and the clock
+        # is read again only where time has passed.
         loop = self._loop
-        if loop is None or self._ledger.state != OPEN or not self._running_here(loop):
-            loop = self._check_usable()
         ledger = self._ledger
+        if (
+            loop is None
+            or ledger.state != OPEN
+            or not (
+                loop._thread_id == _get_ident()  # type: ignore[attr-defined]
+                if self._loop_has_thread_id
+                else self._loop_thread == _get_ident() and loop.is_running()
+            )
+        ):
+            loop = self._check_usable()
         limit = ledger.limits.timeout if timeout is None else timeout
         counters = ledger.counters
         counters.requests_num += 1
-        start = monotonic()
+        now = start = monotonic()
         deadline = start + limit
         queued = False
         while True:
-            slot = ledger.take_idle()
+            slot = ledger.take_idle() if ledger.idle else None
             if slot is None:
                 if not queued:
                     queued = True
                     counters.requests_queued += 1
-                    self._check_room()
-                waiter: Waiter = loop.create_future()
-                ledger.enqueue(waiter, monotonic())
+                    if ledger.limits.max_waiting:
+                        self._check_room()
+                waiter: Waiter = self._new_waiter()
+                ledger.enqueue(waiter, now)
                 timer = None
                 if deadline != math.inf and not waiter.done():
                     timer = self._deadlines.add(waiter, deadline)
@@ -607,15 +624,16 @@ class AsyncConnectionPool:
                     self._timed_out(waiter, start)
             # Most hand-outs need no check: skip the checker's coroutine then.
             now = monotonic()
-            if (now < slot.fresh_until and not slot.stream.eof) or await self._checker.usable(
-                slot, deadline
-            ):
+            if now < slot.fresh_until and not slot.stream.eof:
                 break
+            if await self._checker.usable(slot, deadline):
+                now = monotonic()
+                break
+            now = monotonic()
         if ledger.state != OPEN:
             # close() started while this request was checking its connection.
-            ledger.retire(slot, "pool_closed", monotonic(), polite=False)
+            ledger.retire(slot, "pool_closed", now, polite=False)
             raise PoolClosed(f"pool {self.name!r} was closed")
-        now = monotonic()
         if queued:
             counters.requests_wait_ms += (now - start) * 1000.0
         conn = ledger.hand_out(slot, now)

@@ -12,14 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
+from collections.abc import Callable
 
 from ._slot import Slot
 
-__all__ = ["WaitQueue", "Waiter"]
+__all__ = ["WaitQueue", "Waiter", "waiter_factory"]
 
-Waiter = asyncio.Future["Slot | None"]
+Waiter = asyncio.Future[Slot | None]
 """Resolves to the slot handed over, or to None when the waiter's time ran out."""
+
+
+def waiter_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], Waiter]:
+    """What makes a waiter's future in ``loop``: ``loop.create_future`` or its equal.
+
+    asyncio's own loops create a plain ``asyncio.Future`` in a Python method;
+    building it directly skips that frame, once per request that waits.
+    Loops that bring their own ``create_future`` (uvloop) keep it.
+    """
+    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+        return functools.partial(asyncio.Future, loop=loop)
+    return loop.create_future
 
 
 class WaitQueue(deque[Waiter]):

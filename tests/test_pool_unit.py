@@ -7,6 +7,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import uvloop
@@ -20,6 +21,7 @@ from aiopool import (
     TooManyRequests,
     WrongEventLoop,
 )
+from aiopool._waiters import waiter_factory
 from tests.support.fakes import FakeServer
 from tests.support.pooltools import check_invariants, fake_pool, settle
 
@@ -768,6 +770,56 @@ def test_an_idle_connection_is_not_lent_to_another_loop_in_the_same_thread(
                 second.run(pool.connection().__aenter__())
         assert pool.get_stats().pool_available == 1
         first.run(pool.close())
+
+
+class _OwnFuturesLoop(asyncio.SelectorEventLoop):
+    """A loop with its own create_future, as third-party loops may have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[asyncio.Future[Any]] = []
+
+    def create_future(self) -> asyncio.Future[Any]:
+        future = super().create_future()
+        self.made.append(future)
+        return future
+
+
+def test_waiting_requests_get_their_future_from_a_loop_s_own_create_future() -> None:
+    # asyncio's own loops get a plain Future built directly (one frame fewer
+    # per wait); a loop that overrides create_future must still be asked.
+    server = FakeServer()
+    pool = fake_pool(server, min_size=1, max_size=1)
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, _OwnFuturesLoop)
+        async with pool:
+            held = await pool.acquire()
+            waiting = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0)
+            assert len(pool._ledger.waiters) == 1
+            from_loop = any(f is pool._ledger.waiters[0] for f in loop.made)
+            await pool.release(held)
+            await pool.release(await waiting)
+        return from_loop
+
+    with asyncio.Runner(loop_factory=_OwnFuturesLoop) as runner:
+        assert runner.run(main()), "the waiter's future did not come from loop.create_future()"
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_a_waiter_s_future_belongs_to_the_pool_s_loop(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    loop = loop_factory()
+    try:
+        future = waiter_factory(loop)()
+        assert isinstance(future, asyncio.Future)
+        assert future.get_loop() is loop
+        future.cancel()
+    finally:
+        loop.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
