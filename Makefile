@@ -22,7 +22,7 @@ has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
+.PHONY: venv compiled test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -37,13 +37,44 @@ lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy --strict $(TYPED_PATHS)
 
+# The compiled build: a wheel built with pyproject.toml's mypyc hook on, unpacked
+# here (without its dist-info: the editable install stays the one registered).
+# Rebuilt when a module changes, so it never runs stale code.
+COMPILED := build/compiled
+COMPILED_STAMP := $(COMPILED)/.stamp
+# The compiled build first on the path. `python -m` puts the working directory
+# (and its pure-Python aiopool/) ahead of it: bench runs with -P, which leaves it
+# out (its app server inherits the flag), and the editable install still finds
+# bench/. pytest's own path needs nothing.
+WITH_COMPILED := PYTHONPATH=$(CURDIR)/$(COMPILED)
+PACKAGE_SOURCES := $(shell find aiopool -name '*.py')
+
+compiled: $(COMPILED_STAMP)
+
+# Built from a copy: mypyc leaves its extension modules beside the sources, where
+# they would shadow every later edit of those modules.
+$(COMPILED_STAMP): pyproject.toml $(PACKAGE_SOURCES) $(DEV_STAMP)
+	rm -rf $(COMPILED) build/wheel build/src
+	mkdir -p build/src
+	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml README.md LICENSE aiopool \
+		| tar -xf - -C build/src
+	HATCH_BUILD_HOOKS_ENABLE=1 $(BIN)/python -m pip wheel --quiet --disable-pip-version-check \
+		--no-deps -w build/wheel ./build/src
+	$(BIN)/python -m zipfile -e build/wheel/*.whl $(COMPILED)
+	rm -rf $(COMPILED)/*.dist-info
+	touch $@
+
 # pytest finds (or starts) its database itself: see tests/conftest.py. The cluster
 # tests need Galera's Debian packages: installed here when missing (a failure is
-# reported, and those tests then say why they cannot run).
-test: lint
+# reported, and those tests then say why they cannot run). The whole suite runs
+# on the compiled build, and the core suite again on the pure-Python modules (the
+# fallback, and what an install without the hook gets); tests/test_build.py fails
+# if either run has the other build.
+test: lint $(COMPILED_STAMP)
 	-$(BIN)/python -m aiopool.testing._cluster ensure-galera
 	$(MAKE) test-sqlalchemy-versions
-	$(BIN)/pytest $(PYTEST_ARGS)
+	AIOPOOL_EXPECT_BUILD=compiled $(WITH_COMPILED) $(BIN)/pytest $(PYTEST_ARGS)
+	AIOPOOL_EXPECT_BUILD=pure $(BIN)/pytest $(CORE_TESTS) -q -p no:cacheprovider
 
 $(SA_OTHER_STAMP): pyproject.toml $(DEV_STAMP)
 	rm -rf $(SA_OTHER_DIR)
@@ -88,14 +119,15 @@ $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	touch $@
 
-bench: $(BENCH_STAMP)
-	$(BIN)/python -m bench
-	$(BIN)/python -m bench.app
+# Both measure the compiled build (the report says which build it measured).
+bench: $(BENCH_STAMP) $(COMPILED_STAMP)
+	$(WITH_COMPILED) $(BIN)/python -P -m bench
+	$(WITH_COMPILED) $(BIN)/python -P -m bench.app
 
 # TechEmpower's database tests through FastAPI (uvicorn, uvloop, wrk; see docs/benchmark-app.md).
 # Installs wrk with apt-get when missing and run as root; fills its own database, aiopool_bench.
-bench-app: $(BENCH_STAMP)
-	$(BIN)/python -m bench.app
+bench-app: $(BENCH_STAMP) $(COMPILED_STAMP)
+	$(WITH_COMPILED) $(BIN)/python -P -m bench.app
 
 $(DOCS_STAMP): pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,docs]'

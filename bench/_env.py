@@ -59,6 +59,15 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _aiopool_build() -> str:
+    """``compiled`` (mypyc, ``make compiled``) or ``pure``: the numbers differ."""
+    try:
+        from aiopool._build import implementation
+    except ImportError:
+        return "unknown"
+    return implementation()
+
+
 async def server_versions() -> dict[str, str]:
     versions = {"mariadb": "unreachable", "postgresql": "unreachable"}
     try:
@@ -87,7 +96,8 @@ def machine(servers: dict[str, str]) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git": _git_rev(),
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": {name: _version(name) for name in LIBRARIES}
+        | {"aiopool-mysql": f"{_version('aiopool-mysql')} ({_aiopool_build()} build)"},
         "servers": servers,
     }
 

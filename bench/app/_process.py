@@ -42,6 +42,9 @@ class AppServer:
     async def start(self, timeout: float = 60.0) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            # -P as the bench itself was run (make bench: the compiled build,
+            # not the working directory's aiopool/).
+            *(("-P",) if sys.flags.safe_path else ()),
             *("-m", "bench.app.server", *self.args),
             cwd=ROOT,
             stdout=self._log,

@@ -1,0 +1,28 @@
+"""The build under test is the one asked for, and the compiled modules are the ones built."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from aiopool._build import COMPILED_MODULES, implementation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_build_under_test_is_the_one_the_makefile_asked_for() -> None:
+    # make test runs the suite on the compiled build and the core suite on the
+    # pure modules: without this, either run could quietly test the other one.
+    found = implementation()
+    assert found != "mixed", "some hot-path modules are compiled and some are not: a stale build"
+    expected = os.environ.get("AIOPOOL_EXPECT_BUILD")
+    if expected is not None:
+        assert found == expected, f"testing the {found} build, but {expected} was asked for"
+
+
+def test_the_modules_said_to_be_compiled_are_the_ones_the_build_hook_compiles() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]
+    built = sorted(path.removesuffix(".py").replace("/", ".") for path in hook["include"])
+    assert built == sorted(COMPILED_MODULES)
