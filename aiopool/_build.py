@@ -12,7 +12,13 @@ from typing import Literal
 
 __all__ = ["COMPILED_MODULES", "implementation"]
 
-COMPILED_MODULES = ("aiopool._context", "aiopool._deadlines", "aiopool._ledger", "aiopool._slot")
+COMPILED_MODULES = (
+    "aiopool._context",
+    "aiopool._counters",
+    "aiopool._deadlines",
+    "aiopool._ledger",
+    "aiopool._slot",
+)
 
 Implementation = Literal["compiled", "pure", "mixed"]
 

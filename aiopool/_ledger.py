@@ -23,9 +23,9 @@ from typing import Final
 
 from ._backoff import Backoff
 from ._config import PoolLimits
+from ._counters import Counters
 from ._protocols import Connection
 from ._slot import Slot
-from ._stats import Counters
 from ._waiters import Waiter, WaitQueue
 from .events import CloseReason
 

@@ -1,47 +1,11 @@
-"""Counters the pool keeps, and the frozen snapshot users read."""
+"""The frozen snapshot of a pool's state and counters that users read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 
-__all__ = ["Counters", "PoolStats"]
-
-
-class Counters:
-    """Monotonic counters, bumped on the hot path: plain attributes, no locking.
-
-    asyncio runs one task at a time and no increment spans an ``await``.
-    """
-
-    __slots__ = (
-        "connections_errors",
-        "connections_lost",
-        "connections_ms",
-        "connections_num",
-        "requests_errors",
-        "requests_num",
-        "requests_queued",
-        "requests_wait_ms",
-        "returns_bad",
-        "usage_s",
-    )
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Set every counter back to zero."""
-        self.requests_num = 0
-        self.requests_queued = 0
-        self.requests_wait_ms = 0.0
-        self.requests_errors = 0
-        self.usage_s = 0.0  # seconds: the hot path skips the conversion
-        self.connections_num = 0
-        self.connections_ms = 0.0
-        self.connections_errors = 0
-        self.connections_lost = 0
-        self.returns_bad = 0
+__all__ = ["PoolStats"]
 
 
 @dataclass(frozen=True, slots=True)
