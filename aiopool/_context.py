@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._handout import acquire_slow
 from ._protocols import Connection
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class ConnectionContext:
         # acquire() without its coroutine when an idle connection is ready.
         conn = pool._take_fresh()
         if conn is None:
-            conn = await pool._acquire_slow(self._timeout)
+            conn = await acquire_slow(pool, self._timeout)
         self._conn = conn
         # The loan's start time identifies it: a later loan of the same slot differs.
         self._lease = pool._ledger.lent[id(conn)].lent_at

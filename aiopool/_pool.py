@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import math
 import os
 import threading
 import weakref
@@ -38,6 +37,7 @@ from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
 from ._context import ConnectionContext
 from ._deadlines import Deadlines
+from ._handout import acquire_slow
 from ._health import is_unreachable
 from ._leaks import capture_origin
 from ._ledger import CLOSED, CLOSING, FORKED, NEW, OPEN, Ledger
@@ -531,7 +531,7 @@ class AsyncConnectionPool:
                 if self._lend_hooks:
                     self._lent_now(conn, 0.0, False)
                 return conn
-        return await self._acquire_slow(timeout)
+        return await acquire_slow(self, timeout)
 
     def _running_here(self, loop: asyncio.AbstractEventLoop) -> bool:
         """True when ``loop`` (the pool's) is running in the calling thread.
@@ -575,71 +575,6 @@ class AsyncConnectionPool:
         if self._listeners.acquire:
             event = AcquireEvent(self.name, waited, queued)
             self._listeners.emit(self._listeners.acquire, event)
-
-    async def _acquire_slow(self, timeout: float | None) -> Connection:
-        # One coroutine frame from here to the waiter's future: each frame is
-        # resumed again at every hand-off.  Under load every request comes
-        # here, so the tests the fast path makes are inlined, and the clock
-        # is read again only where time has passed.
-        loop = self._loop
-        ledger = self._ledger
-        if (
-            loop is None
-            or ledger.state != OPEN
-            or not (
-                loop._thread_id == _get_ident()  # type: ignore[attr-defined]
-                if self._loop_has_thread_id
-                else self._loop_thread == _get_ident() and loop.is_running()
-            )
-        ):
-            loop = self._check_usable()
-        limit = ledger.limits.timeout if timeout is None else timeout
-        counters = ledger.counters
-        counters.requests_num += 1
-        now = start = monotonic()
-        deadline = start + limit
-        queued = False
-        while True:
-            slot = ledger.take_idle() if ledger.idle else None
-            if slot is None:
-                if not queued:
-                    queued = True
-                    counters.requests_queued += 1
-                    if ledger.limits.max_waiting:
-                        self._check_room()
-                waiter: Waiter = self._new_waiter()
-                ledger.enqueue(waiter, now)
-                timer = None
-                if deadline != math.inf and not waiter.done():
-                    timer = self._deadlines.add(waiter, deadline)
-                try:
-                    slot = await waiter
-                except BaseException:
-                    ledger.give_up(waiter, monotonic())
-                    raise
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-                if slot is None:
-                    self._timed_out(waiter, start)
-            # Most hand-outs need no check: skip the checker's coroutine then.
-            now = monotonic()
-            if now < slot.fresh_until and not slot.stream.eof:
-                break
-            if await self._checker.usable(slot, deadline):
-                now = monotonic()
-                break
-            now = monotonic()
-        if ledger.state != OPEN:
-            # close() started while this request was checking its connection.
-            ledger.retire(slot, "pool_closed", now, polite=False)
-            raise PoolClosed(f"pool {self.name!r} was closed")
-        if queued:
-            counters.requests_wait_ms += (now - start) * 1000.0
-        conn = ledger.hand_out(slot, now)
-        if self._lend_hooks:
-            self._lent_now(conn, now - start, queued)
-        return conn
 
     def _note_origin(self, conn: Connection) -> None:
         slot = self._ledger.lent[id(conn)]
