@@ -518,8 +518,8 @@ class AsyncConnectionPool:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        # _take_fresh(), inlined: the call alone costs ~4 % of an uncontended
-        # acquire + release pair.
+        # The fast hand-out, written out here and in ConnectionContext.__aenter__:
+        # a shared helper would cost each a call, ~4 % of an acquire + release pair.
         loop = self._loop
         if loop is not None and (
             loop._thread_id == _get_ident()  # type: ignore[attr-defined]
@@ -542,31 +542,6 @@ class AsyncConnectionPool:
         if self._loop_has_thread_id:
             return bool(loop._thread_id == _get_ident())  # type: ignore[attr-defined]
         return self._loop_thread == _get_ident() and loop.is_running()
-
-    def _take_fresh(self) -> Connection | None:
-        """The hand-out fast path, without awaiting; None when it does not apply.
-
-        It applies when the caller runs in the pool's loop (its thread, and
-        that loop running: one thread runs one loop at a time; ``_loop`` is
-        None once closed) and the ledger has a fresh idle connection with
-        nobody queued.
-        """
-        loop = self._loop
-        # Under load nothing is idle: skip the clock read and the ledger call.
-        if (
-            loop is not None
-            and self._ledger.idle
-            and (
-                loop._thread_id == _get_ident()  # type: ignore[attr-defined]
-                if self._loop_has_thread_id
-                else self._loop_thread == _get_ident() and loop.is_running()
-            )
-        ):
-            conn = self._lend_fresh(monotonic())
-            if conn is not None and self._lend_hooks:
-                self._lent_now(conn, 0.0, False)
-            return conn
-        return None
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
         """What a hand-out reports, when leak tracking or an acquire listener wants it."""
@@ -628,9 +603,9 @@ class AsyncConnectionPool:
         # Fast path: open pool, no reset configured, and the connection clean
         # by the server's status flags: no round trip.  A socket that died
         # while lent is caught at the next hand-out or maintenance round; a
-        # locally closed one (cancelled) here.  connection()'s return,
-        # _release_lease(), has the same test: a shared helper would cost this
-        # path a call, 4 % of an acquire + release pair (callgrind).
+        # locally closed one (cancelled) here.  connection()'s return
+        # (ConnectionContext.__aexit__) has the same test: a shared helper
+        # would cost this path a call, 4 % of an acquire + release pair.
         if self._fast_return and conn.connected and not conn.get_transaction_status():
             result = conn._result
             if result is None or not (result.unbuffered_active or result.has_next):
@@ -645,29 +620,6 @@ class AsyncConnectionPool:
     def _report_return(self, slot: Slot) -> None:
         outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
         self._listeners.emit(self._listeners.release, ReleaseEvent(self.name, slot.held, outcome))
-
-    def _release_lease(
-        self, conn: Connection, lease: float, exc: BaseException | None
-    ) -> Awaitable[None] | None:
-        """``connection()``'s return; None when it is done already (the fast return).
-
-        The fast return applies to an open pool with no reset configured and
-        a connection clean by the server's status flags: no round trip.  A
-        connection already returned and lent again is refused: ``lease`` (the
-        loan's start) no longer matches.
-        """
-        if exc is None and self._fast_return and conn.connected:
-            result = conn._result
-            if not conn.get_transaction_status() and (
-                result is None or not (result.unbuffered_active or result.has_next)
-            ):
-                slot = self._return_clean(conn, monotonic(), lease)
-                if slot is None:
-                    raise self._not_lent_error(conn)
-                if self._return_hooks:
-                    self._report_return(slot)
-                return None
-        return self._return_slow(conn, lease, exc)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
         return PoolError(
