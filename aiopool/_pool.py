@@ -11,7 +11,10 @@ How the pieces fit:
   returner (``_returner``) and the maintenance loop (``_maintenance``).
 * This class holds no bookkeeping of its own: the life cycle (loop, Condition,
   fork), argument checks, and the two hot paths, which ask the ledger for an
-  idle connection (or give one back) without awaiting anything.
+  idle connection (or give one back) without awaiting anything.  A request
+  that must wait goes to ``_handout.acquire_slow``, a function of the pool
+  (so that the compiled build can compile it); ``connection()``'s context
+  manager (``_context``) holds its own copy of both fast paths.
 * The Condition is where tasks wait for the pool's state to change (``open``
   waiting for ``min_size`` connections, ``close`` waiting for borrowers);
   connection requests wait on their own futures in the ledger's FIFO.
