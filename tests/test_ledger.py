@@ -311,7 +311,7 @@ def test_long_loans_get_a_connection_each() -> None:
         slot = Slot(FakeConn(), 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
         ledger.opener_connected(slot, 0.005, 0.005)  # connecting takes 5 ms
         opened.clear()
-        # The pool counts each request as it starts (as _acquire_slow does).
+        # The pool counts each request as it starts (as _handout.acquire_slow does).
         ledger.counters.requests_num += 11
         for i in range(5):  # loans of 500 ms have been seen
             taken = ledger.take_idle()
