@@ -16,6 +16,7 @@ COMPILED_MODULES = (
     "aiopool._context",
     "aiopool._counters",
     "aiopool._deadlines",
+    "aiopool._gate",
     "aiopool._handout",
     "aiopool._ledger",
     "aiopool._slot",

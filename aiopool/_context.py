@@ -7,6 +7,7 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._gate import Gate
 from ._handout import acquire_slow
 from ._protocols import Connection
 
@@ -19,22 +20,24 @@ __all__ = ["ConnectionContext"]
 class ConnectionContext:
     """What ``pool.connection()`` returns: an async context manager for one loan."""
 
-    __slots__ = ("_conn", "_lease", "_pool", "_timeout")
+    __slots__ = ("_conn", "_gate", "_lease", "_pool", "_timeout")
 
-    def __init__(self, pool: AsyncConnectionPool, timeout: float | None) -> None:
+    def __init__(self, pool: AsyncConnectionPool, gate: Gate, timeout: float | None) -> None:
         self._pool = pool
+        # The pool's gate, passed in: its fields are native reads, the pool's are not.
+        self._gate = gate
         self._timeout = timeout
         self._conn: Connection | None = None
         self._lease = 0.0
 
     async def __aenter__(self) -> Connection:
-        pool = self._pool
-        ledger = pool._ledger
-        loop = pool._loop
+        gate = self._gate
+        ledger = gate.ledger
+        loop = gate.loop
         conn = None
         # acquire()'s fast path, here in compiled code: the caller runs in the
         # pool's loop (its thread, and that loop running: one thread runs one
-        # loop at a time; ``_loop`` is None once closed) and the ledger has a
+        # loop at a time; ``gate.loop`` is None once closed) and the ledger has a
         # fresh idle connection with nobody queued.  Under load nothing is
         # idle: the clock read and the ledger call are skipped.
         if (
@@ -42,15 +45,15 @@ class ConnectionContext:
             and ledger.idle
             and (
                 loop._thread_id == get_ident()  # type: ignore[attr-defined]
-                if pool._loop_has_thread_id
-                else pool._loop_thread == get_ident() and loop.is_running()
+                if gate.has_thread_id
+                else gate.loop_thread == get_ident() and loop.is_running()
             )
         ):
             conn = ledger.lend_fresh(monotonic())
-            if conn is not None and pool._lend_hooks:
-                pool._lent_now(conn, 0.0, False)
+            if conn is not None and gate.lend_hooks:
+                self._pool._lent_now(conn, 0.0, False)
         if conn is None:
-            conn = await acquire_slow(pool, self._timeout)
+            conn = await acquire_slow(self._pool, self._timeout)
         self._conn = conn
         # The loan's start time identifies it: a later loan of the same slot differs.
         self._lease = ledger.lent[id(conn)].lent_at
@@ -71,20 +74,20 @@ class ConnectionContext:
             except BaseException as commit_error:
                 await self._pool._return_slow(conn, self._lease, commit_error)
                 raise
-        pool = self._pool
+        gate = self._gate
         # The fast return (release()'s, with the loan's identity): an open
         # pool with no reset configured and a connection clean by the server's
         # status flags goes back with no round trip.  A connection already
         # returned and lent again is refused: the lease no longer matches.
-        if exc is None and pool._fast_return and conn.connected:
+        if exc is None and gate.fast_return and conn.connected:
             result = conn._result
             if not conn.get_transaction_status() and (
                 result is None or not (result.unbuffered_active or result.has_next)
             ):
-                slot = pool._ledger.return_clean(conn, monotonic(), self._lease)
+                slot = gate.ledger.return_clean(conn, monotonic(), self._lease)
                 if slot is None:
-                    raise pool._not_lent_error(conn)
-                if pool._return_hooks:
-                    pool._report_return(slot)
+                    raise self._pool._not_lent_error(conn)
+                if gate.return_hooks:
+                    self._pool._report_return(slot)
                 return
-        await pool._return_slow(conn, self._lease, exc)
+        await self._pool._return_slow(conn, self._lease, exc)

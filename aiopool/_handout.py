@@ -5,16 +5,18 @@ compiled coroutine costs less to create and to resume at each hand-off than
 an interpreted one (callgrind, 1,000 tasks on 16 connections: 119,323 ->
 112,233 instructions per ``SELECT 1``).  It is a function of the pool rather
 than a method so that the compiled build can compile it while the pool class
-stays a plain Python class (subclassable, weakly referenced, patchable).
+stays a plain Python class (subclassable, weakly referenced, patchable).  It
+reads the pool's ``Gate``, whose fields are native reads, where the pool's
+own attributes would cost it a generic lookup each.
 """
 
 from __future__ import annotations
 
 import math
-from threading import get_ident
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from ._gate import Gate
 from ._ledger import OPEN
 from ._protocols import Connection
 from ._waiters import Waiter
@@ -33,19 +35,11 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
     (``PoolTimeout``, ``PoolClosed``, ``TooManyRequests``, ``WrongEventLoop``).
     """
     # One coroutine frame from here to the waiter's future: each frame is
-    # resumed again at every hand-off.  The tests the fast path makes are
-    # inlined, and the clock is read again only where time has passed.
-    loop = pool._loop
-    ledger = pool._ledger
-    if (
-        loop is None
-        or ledger.state != OPEN
-        or not (
-            loop._thread_id == get_ident()  # type: ignore[attr-defined]
-            if pool._loop_has_thread_id
-            else pool._loop_thread == get_ident() and loop.is_running()
-        )
-    ):
+    # resumed again at every hand-off.  The clock is read again only where
+    # time has passed.
+    gate: Gate = pool._gate
+    ledger = gate.ledger
+    if ledger.state != OPEN or not gate.here():
         pool._check_usable()
     limit = ledger.limits.timeout if timeout is None else timeout
     counters = ledger.counters
@@ -91,6 +85,6 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
     if queued:
         counters.requests_wait_ms += (now - start) * 1000.0
     conn = ledger.hand_out(slot, now)
-    if pool._lend_hooks:
+    if gate.lend_hooks:
         pool._lent_now(conn, now - start, queued)
     return conn

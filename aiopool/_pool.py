@@ -40,6 +40,7 @@ from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
 from ._context import ConnectionContext
 from ._deadlines import Deadlines
+from ._gate import Gate
 from ._handout import acquire_slow
 from ._health import is_unreachable
 from ._leaks import capture_origin
@@ -185,9 +186,6 @@ class AsyncConnectionPool:
         self._track_origin = leak_threshold is not None
         # With a reset to run, every return takes the slow path.
         self._resets_on_return = bool(reset_session) or reset is not None
-        # True while the release fast path may be taken: open, and no reset to run.
-        self._fast_return = False
-
         ledger = self._ledger = Ledger(limits, keep_idle=self._keeps_idle)
         self._listeners = Listeners(listeners)
         self._tasks = TaskSet()
@@ -231,22 +229,14 @@ class AsyncConnectionPool:
             leak_threshold=leak_threshold,
         )
         ledger.bind(open=self._opener.start, close=self._closer.close, recheck=self._opener.recheck)
-        # The hot paths call these bound methods directly, and test one flag
-        # each for the work a hand-out or return may have to report.
-        self._lend_fresh = ledger.lend_fresh
-        self._return_clean = ledger.return_clean
-        self._lend_hooks = False
-        self._return_hooks = False
+        # What the fast paths test: the pool's loop and their switches.  The
+        # gate holds them; acquire() and release(), interpreted, read the
+        # copies _gate_changed() keeps on the pool (an instance attribute
+        # costs them a specialised read, a compiled object's field a
+        # descriptor call: +11 % instructions per pair, callgrind).
+        self._gate = Gate(ledger)
         self._listeners_changed()
-
-        # The loop the pool was opened in, while it may be used; None turns
-        # every fast path off (not open, closing, closed, forked).
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._opened_loop: asyncio.AbstractEventLoop | None = None
-        # The thread running that loop: the fast path's check that the caller
-        # runs in the pool's loop, without get_running_loop()'s getpid() on 3.11.
-        self._loop_thread = 0
-        self._loop_has_thread_id = False
         self._new_waiter: Callable[[], Waiter] = _no_loop_yet
         self._pid = 0
         self._cond: asyncio.Condition | None = None
@@ -294,14 +284,10 @@ class AsyncConnectionPool:
                 raise
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = self._opened_loop = loop
-        self._loop_thread = _get_ident()
-        # asyncio's loops keep the thread running them in ``_thread_id`` (None
-        # when stopped): one attribute read answers "is this the pool's loop,
-        # running here?".  Other loops (uvloop) are asked is_running().
-        self._loop_has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
+        self._opened_loop = loop
+        self._gate.open(loop, fast_return=not self._resets_on_return)
+        self._gate_changed()
         self._new_waiter = waiter_factory(loop)
-        self._fast_return = not self._resets_on_return
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
         self._cond = asyncio.Condition()
@@ -397,8 +383,8 @@ class AsyncConnectionPool:
             assert self._closed_event is not None
             await self._closed_event.wait()
             return
-        self._loop = None
-        self._fast_return = False
+        self._gate.shut()
+        self._gate_changed()
         _open_pools.discard(self)
         idle = ledger.begin_close(PoolClosed(f"pool {self.name!r} was closed"))
         self._deadlines.stop()  # every waiter was just failed
@@ -467,8 +453,8 @@ class AsyncConnectionPool:
         self._opener.tasks.forget()
         self._deadlines.stop()
         self._maintenance_task = None
-        self._loop = None
-        self._fast_return = False
+        self._gate.shut()
+        self._gate_changed()
 
     # ------------------------------------------------------------------ checks
 
@@ -501,8 +487,8 @@ class AsyncConnectionPool:
                     "'await pool.open()' first"
                 )
             raise PoolClosed(f"pool {self.name!r} is closed")
-        loop = self._loop
-        if loop is not None and self._running_here(loop):
+        loop = self._gate.loop
+        if loop is not None and self._gate.here():
             # Known without get_running_loop(), whose getpid() on Python 3.11
             # was 15 % of the CPU in W4 (py-spy).
             return loop
@@ -535,16 +521,6 @@ class AsyncConnectionPool:
                     self._lent_now(conn, 0.0, False)
                 return conn
         return await acquire_slow(self, timeout)
-
-    def _running_here(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """True when ``loop`` (the pool's) is running in the calling thread.
-
-        One thread runs one loop at a time, so it is then the running loop.
-        The hand-out fast paths inline this test.
-        """
-        if self._loop_has_thread_id:
-            return bool(loop._thread_id == _get_ident())  # type: ignore[attr-defined]
-        return self._loop_thread == _get_ident() and loop.is_running()
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
         """What a hand-out reports, when leak tracking or an acquire listener wants it."""
@@ -657,7 +633,7 @@ class AsyncConnectionPool:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        return ConnectionContext(self, timeout)
+        return ConnectionContext(self, self._gate, timeout)
 
     # ------------------------------------------------------------------ operations
 
@@ -717,8 +693,20 @@ class AsyncConnectionPool:
         self._listeners_changed()
 
     def _listeners_changed(self) -> None:
-        self._lend_hooks = self._track_origin or bool(self._listeners.acquire)
-        self._return_hooks = bool(self._listeners.release)
+        self._gate.lend_hooks = self._track_origin or bool(self._listeners.acquire)
+        self._gate.return_hooks = bool(self._listeners.release)
+        self._gate_changed()
+
+    def _gate_changed(self) -> None:
+        gate = self._gate
+        self._loop = gate.loop
+        self._loop_thread = gate.loop_thread
+        self._loop_has_thread_id = gate.has_thread_id
+        self._lend_hooks = gate.lend_hooks
+        self._return_hooks = gate.return_hooks
+        self._fast_return = gate.fast_return
+        self._lend_fresh = gate.ledger.lend_fresh
+        self._return_clean = gate.ledger.return_clean
 
     # ------------------------------------------------------------------ stats and introspection
 

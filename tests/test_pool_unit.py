@@ -23,7 +23,7 @@ from aiopool import (
 )
 from aiopool._waiters import waiter_factory
 from tests.support.fakes import FakeServer
-from tests.support.pooltools import check_invariants, fake_pool, settle
+from tests.support.pooltools import assert_gate_copies, check_invariants, fake_pool, settle
 
 
 @pytest.fixture
@@ -37,6 +37,44 @@ async def test_open_waits_for_min_size(server: FakeServer) -> None:
         assert server.max_opening == 3, "min_size connections are opened concurrently"
         check_invariants(pool, server)
     assert not server.live
+
+
+async def test_fast_paths_follow_the_gate_through_the_life_cycle(server: FakeServer) -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.events = 0
+
+        def on_acquire(self, event: object) -> None:
+            self.events += 1
+
+        def on_release(self, event: object) -> None:
+            self.events += 1
+
+    pool = fake_pool(server, min_size=1)
+    assert pool._gate.loop is None and pool._loop is None
+    async with pool:
+        assert pool._gate.loop is asyncio.get_running_loop()
+        assert pool._fast_return and pool._gate.fast_return
+        assert_gate_copies(pool)
+        listener = Counting()
+        pool.add_listener(listener)
+        assert pool._lend_hooks and pool._return_hooks
+        assert_gate_copies(pool)
+        conn = await pool.acquire()
+        await pool.release(conn)
+        async with pool.connection():
+            pass
+        assert listener.events == 4, "both fast paths report once the hooks are on"
+        pool.remove_listener(listener)
+        assert not pool._lend_hooks and not pool._return_hooks
+        assert_gate_copies(pool)
+    assert pool._gate.loop is None and not pool._gate.fast_return
+    assert_gate_copies(pool)
+    with pytest.raises(PoolClosed):
+        await pool.acquire()
+    with pytest.raises(PoolClosed):
+        async with pool.connection():
+            pass
 
 
 async def test_reuses_the_most_recently_returned_connection(server: FakeServer) -> None:

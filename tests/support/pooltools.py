@@ -29,6 +29,28 @@ async def settle(pool: AsyncConnectionPool, rounds: int = 200) -> None:
         await asyncio.sleep(0.005)
 
 
+def assert_gate_copies(pool: AsyncConnectionPool) -> None:
+    """acquire() and release() read copies of the gate's fields: they must match."""
+    gate = pool._gate
+    copies = (
+        pool._loop,
+        pool._loop_thread,
+        pool._loop_has_thread_id,
+        pool._lend_hooks,
+        pool._return_hooks,
+        pool._fast_return,
+    )
+    truth = (
+        gate.loop,
+        gate.loop_thread,
+        gate.has_thread_id,
+        gate.lend_hooks,
+        gate.return_hooks,
+        gate.fast_return,
+    )
+    assert copies == truth, (copies, truth)
+
+
 def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None) -> None:
     """What must hold whenever the pool is quiet (no return or close in flight)."""
     idle = list(pool._ledger.idle)
@@ -44,6 +66,7 @@ def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None
     for slot in idle:
         assert slot.conn.connected, "a closed connection sits idle"
         assert not slot.conn.get_transaction_status(), "an idle connection is in a transaction"
+    assert_gate_copies(pool)
     stats = pool.get_stats()
     assert stats.pool_size == pool._ledger.size
     assert stats.pool_available == len(idle)
