@@ -698,6 +698,8 @@ class AsyncConnectionPool:
         self._gate_changed()
 
     def _gate_changed(self) -> None:
+        # Called after every change to the gate: acquire() and release() read
+        # these copies (see the comment where the gate is made).
         gate = self._gate
         self._loop = gate.loop
         self._loop_thread = gate.loop_thread
