@@ -93,7 +93,7 @@ test-sqlalchemy-versions: $(SA_OTHER_STAMP)
 # server, faults of the kind a pool must survive) in a venv each. Found in pyenv's
 # versions or on PATH; missing ones fail under CI=true and are skipped otherwise.
 OTHER_PYTHONS ?= 3.12 3.13
-CORE_TESTS := tests/test_ledger.py tests/test_pool_unit.py tests/test_health_unit.py \
+CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.py tests/test_health_unit.py \
 	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
 	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from threading import get_ident
-from time import monotonic
+import threading
+import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._gate import Gate
 from ._handout import acquire_slow
@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from ._pool import AsyncConnectionPool
 
 __all__ = ["ConnectionContext"]
+
+# Final module names are C statics in the compiled build; imported names
+# would be looked up in the module's dict at every call (~150 instructions).
+get_ident: Final = threading.get_ident
+monotonic: Final = time.monotonic
 
 
 class ConnectionContext:
@@ -68,12 +73,15 @@ class ConnectionContext:
         conn = self._conn
         assert conn is not None
         self._conn = None
-        if exc is None and conn.get_transaction_status():
+        # Asked once: each call is a method lookup on the driver's object.
+        in_transaction = exc is None and conn.get_transaction_status()
+        if in_transaction:
             try:
                 await conn.commit()
             except BaseException as commit_error:
                 await self._pool._return_slow(conn, self._lease, commit_error)
                 raise
+            in_transaction = conn.get_transaction_status()
         gate = self._gate
         # The fast return (release()'s, with the loan's identity): an open
         # pool with no reset configured and a connection clean by the server's
@@ -81,7 +89,7 @@ class ConnectionContext:
         # returned and lent again is refused: the lease no longer matches.
         if exc is None and gate.fast_return and conn.connected:
             result = conn._result
-            if not conn.get_transaction_status() and (
+            if not in_transaction and (
                 result is None or not (result.unbuffered_active or result.has_next)
             ):
                 slot = gate.ledger.return_clean(conn, monotonic(), self._lease)

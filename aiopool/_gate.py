@@ -15,28 +15,46 @@ field costs a descriptor call (+11 % instructions per pair).
 from __future__ import annotations
 
 import asyncio
-from threading import get_ident
+import threading
+from collections.abc import Callable
+from typing import Final
 
+from ._deadlines import Deadlines
 from ._ledger import Ledger
+from ._waiters import Waiter, waiter_factory
 
 __all__ = ["Gate"]
+
+# A Final module name is a C static in the compiled build, where an imported
+# one is looked up in the module's dict at every call (~150 instructions).
+get_ident: Final = threading.get_ident
+
+
+def _no_loop_yet() -> Waiter:
+    raise RuntimeError("the pool has no event loop yet")  # pragma: no cover
 
 
 class Gate:
     """The pool's loop and the switches its fast paths test (one owner: the pool)."""
 
     __slots__ = (
+        "deadlines",
         "fast_return",
         "has_thread_id",
         "ledger",
         "lend_hooks",
         "loop",
         "loop_thread",
+        "new_waiter",
         "return_hooks",
     )
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, deadlines: Deadlines) -> None:
         self.ledger = ledger
+        # The wait queue's timer and what makes a waiter's future: the slow
+        # hand-out uses both at every wait, and reads them here natively.
+        self.deadlines = deadlines
+        self.new_waiter: Callable[[], Waiter] = _no_loop_yet
         # The loop the pool was opened in, while it may be used; None turns
         # every fast path off (not open, closing, closed, forked).
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -56,6 +74,8 @@ class Gate:
     def open(self, loop: asyncio.AbstractEventLoop, *, fast_return: bool) -> None:
         """The pool opened in ``loop``, which runs in the calling thread."""
         self.loop = loop
+        self.new_waiter = waiter_factory(loop)
+        self.deadlines.loop = loop
         self.loop_thread = get_ident()
         self.has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
         self.fast_return = fast_return

@@ -13,8 +13,8 @@ own attributes would cost it a generic lookup each.
 from __future__ import annotations
 
 import math
-from time import monotonic
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Final
 
 from ._gate import Gate
 from ._ledger import OPEN
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from ._pool import AsyncConnectionPool
 
 __all__ = ["acquire_slow"]
+
+# A C static in the compiled build (an imported name costs a dict lookup per call).
+monotonic: Final = time.monotonic
 
 
 async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Connection:
@@ -55,11 +58,11 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
                 counters.requests_queued += 1
                 if ledger.limits.max_waiting:
                     pool._check_room()
-            waiter: Waiter = pool._new_waiter()
+            waiter: Waiter = gate.new_waiter()
             ledger.enqueue(waiter, now)
-            timer = None
-            if deadline != math.inf and not waiter.done():
-                timer = pool._deadlines.add(waiter, deadline)
+            # A waiter served at once from idle needs no deadline, but asking
+            # costs a method call per wait; served() drops its entry.
+            timer = None if deadline == math.inf else gate.deadlines.add(waiter, deadline)
             try:
                 slot = await waiter
             except BaseException:
@@ -68,6 +71,8 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
             finally:
                 if timer is not None:
                     timer.cancel()
+                elif deadline != math.inf:
+                    gate.deadlines.served(waiter)
             if slot is None:
                 pool._timed_out(waiter, start)
         # Most hand-outs need no check: skip the checker's coroutine then.

@@ -54,17 +54,13 @@ from ._returner import Returner
 from ._slot import Slot
 from ._stats import PoolStats
 from ._tasks import TaskSet
-from ._waiters import Waiter, waiter_factory
+from ._waiters import Waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
 from .events import AcquireEvent, ReleaseEvent, ReleaseOutcome, TimeoutEvent
 
 __all__ = ["AsyncConnectionPool", "ConnectionContext"]
 
 _open_pools: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
-
-
-def _no_loop_yet() -> Waiter:
-    raise RuntimeError("the pool has no event loop yet")  # pragma: no cover
 
 
 def _forget_pools_after_fork() -> None:
@@ -234,10 +230,9 @@ class AsyncConnectionPool:
         # copies _gate_changed() keeps on the pool (an instance attribute
         # costs them a specialised read, a compiled object's field a
         # descriptor call: +11 % instructions per pair, callgrind).
-        self._gate = Gate(ledger)
+        self._gate = Gate(ledger, self._deadlines)
         self._listeners_changed()
         self._opened_loop: asyncio.AbstractEventLoop | None = None
-        self._new_waiter: Callable[[], Waiter] = _no_loop_yet
         self._pid = 0
         self._cond: asyncio.Condition | None = None
         self._closed_event: asyncio.Event | None = None
@@ -287,14 +282,12 @@ class AsyncConnectionPool:
         self._opened_loop = loop
         self._gate.open(loop, fast_return=not self._resets_on_return)
         self._gate_changed()
-        self._new_waiter = waiter_factory(loop)
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
         self._cond = asyncio.Condition()
         self._closed_event = asyncio.Event()
         self._tasks.loop = loop
         self._opener.tasks.loop = loop
-        self._deadlines.loop = loop
         _open_pools.add(self)
         self._maintenance_task = loop.create_task(
             self._maintenance.run(), name=f"aiopool maintenance {self.name}"

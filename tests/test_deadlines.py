@@ -1,0 +1,86 @@
+"""The wait queue's shared timer on its own: order, early deadlines, served waiters."""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+from aiopool._deadlines import Deadlines
+from aiopool._waiters import Waiter
+
+
+def _timed_out(waiter: Waiter) -> bool:
+    return waiter.done() and waiter.result() is None
+
+
+async def test_waiters_time_out_in_order_behind_one_timer() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    deadlines.loop = loop
+    start = monotonic()
+    waiters: list[Waiter] = [loop.create_future() for _ in range(5)]
+    for i, waiter in enumerate(waiters):
+        assert deadlines.add(waiter, start + 0.02 * (i + 1)) is None  # the shared timer
+    await asyncio.sleep(0.05)  # past the first two deadlines only
+    assert [_timed_out(w) for w in waiters] == [True, True, False, False, False]
+    await asyncio.sleep(0.1)
+    assert all(_timed_out(w) for w in waiters)
+    assert len(deadlines) == 0
+
+
+async def test_an_earlier_deadline_gets_its_own_timer_and_is_not_late() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    deadlines.loop = loop
+    start = monotonic()
+    long_wait: Waiter = loop.create_future()
+    short_wait: Waiter = loop.create_future()
+    assert deadlines.add(long_wait, start + 5.0) is None
+    timer = deadlines.add(short_wait, start + 0.02)
+    assert timer is not None
+    await asyncio.sleep(0.06)
+    assert _timed_out(short_wait) and not long_wait.done()
+    deadlines.stop()
+    assert len(deadlines) == 0
+
+
+async def test_served_waiters_are_never_timed_out_and_their_entries_are_dropped() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    deadlines.loop = loop
+    deadline = monotonic() + 0.05
+    # A waiter that gave up (cancelled) stays at the front: the served ones
+    # behind it must still be dropped, not pile up behind it.
+    gone: Waiter = loop.create_future()
+    deadlines.add(gone, deadline)
+    gone.cancel()
+    # Thousands of waits, each served before its deadline (as under load).
+    for _ in range(5000):
+        waiter: Waiter = loop.create_future()
+        deadlines.add(waiter, deadline)
+        waiter.set_result(None)  # stands for the slot handed over
+        deadlines.served(waiter)
+    assert len(deadlines) < 200, len(deadlines)
+    assert all(entry is None for entry in deadlines._waiters), "a served future kept alive"
+    last: Waiter = loop.create_future()
+    deadlines.add(last, deadline)
+    await asyncio.sleep(0.1)
+    assert _timed_out(last)  # the timer still fires for the one left waiting
+    assert len(deadlines) == 0
+
+
+async def test_a_waiter_served_out_of_turn_leaves_its_elders_timed() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    deadlines.loop = loop
+    start = monotonic()
+    older: Waiter = loop.create_future()
+    younger: Waiter = loop.create_future()
+    deadlines.add(older, start + 0.03)
+    deadlines.add(younger, start + 0.03)
+    younger.set_result(None)
+    deadlines.served(younger)
+    assert len(deadlines) == 2  # the older one still waits in front of it
+    await asyncio.sleep(0.08)
+    assert _timed_out(older)
+    assert len(deadlines) == 0
