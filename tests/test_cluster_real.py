@@ -34,6 +34,7 @@ from aiopool.testing._mariadbd import _which
 
 # Errors a statement in flight on a node that dies may get.
 LOST = {2006, 2013, 0}  # 0: asyncmy's InterfaceError "Not connected"
+DEADLOCK = 1213  # ER_LOCK_DEADLOCK: Galera's answer to a write it had to abort
 
 
 def _port(conn: Any) -> int:
@@ -574,7 +575,13 @@ async def test_galera_killed_node_leaves_and_rejoins(
         f"{monotonic() - restarted:.2f} s, in rotation {rejoin:.2f} s after Synced"
     )
     assert after_kill and victim.port not in after_kill
-    assert all(port == victim.port and _errno(e) in LOST for port, e in failed), failed
+    # Lost connections on the killed node only.  A survivor may also abort an
+    # insert with 1213 while the cluster reconfigures (Galera's certification
+    # or brute-force abort; the connection stays usable and the write is to be
+    # retried): the server's doing, not the pool's routing.
+    assert all(
+        (port == victim.port and _errno(e) in LOST) or _errno(e) == DEADLOCK for port, e in failed
+    ), failed
     assert len(failed) <= 100
 
 
