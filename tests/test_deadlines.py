@@ -13,10 +13,16 @@ def _timed_out(waiter: Waiter) -> bool:
     return waiter.done() and waiter.result() is None
 
 
-async def test_waiters_time_out_in_order_behind_one_timer() -> None:
+def _started() -> tuple[asyncio.AbstractEventLoop, Deadlines]:
+    """The running loop and a ``Deadlines`` bound to it, as the pool's gate binds it."""
     loop = asyncio.get_running_loop()
     deadlines = Deadlines()
     deadlines.loop = loop
+    return loop, deadlines
+
+
+async def test_waiters_time_out_in_order_behind_one_timer() -> None:
+    loop, deadlines = _started()
     start = monotonic()
     waiters: list[Waiter] = [loop.create_future() for _ in range(5)]
     for i, waiter in enumerate(waiters):
@@ -29,9 +35,7 @@ async def test_waiters_time_out_in_order_behind_one_timer() -> None:
 
 
 async def test_an_earlier_deadline_gets_its_own_timer_and_is_not_late() -> None:
-    loop = asyncio.get_running_loop()
-    deadlines = Deadlines()
-    deadlines.loop = loop
+    loop, deadlines = _started()
     start = monotonic()
     long_wait: Waiter = loop.create_future()
     short_wait: Waiter = loop.create_future()
@@ -45,9 +49,7 @@ async def test_an_earlier_deadline_gets_its_own_timer_and_is_not_late() -> None:
 
 
 async def test_served_waiters_are_never_timed_out_and_their_entries_are_dropped() -> None:
-    loop = asyncio.get_running_loop()
-    deadlines = Deadlines()
-    deadlines.loop = loop
+    loop, deadlines = _started()
     deadline = monotonic() + 0.05
     # A waiter that gave up (cancelled) stays at the front: the served ones
     # behind it must still be dropped, not pile up behind it.
@@ -70,9 +72,7 @@ async def test_served_waiters_are_never_timed_out_and_their_entries_are_dropped(
 
 
 async def test_a_waiter_served_out_of_turn_leaves_its_elders_timed() -> None:
-    loop = asyncio.get_running_loop()
-    deadlines = Deadlines()
-    deadlines.loop = loop
+    loop, deadlines = _started()
     start = monotonic()
     older: Waiter = loop.create_future()
     younger: Waiter = loop.create_future()
