@@ -91,6 +91,17 @@ class Backoff:
         self.reported = False
         self.ever_connected = True
 
+    def retry_now(self, now: float) -> bool:
+        """The server was seen accepting connections: the next attempt may start now.
+
+        The attempt count stays, so a failure of that attempt waits longer
+        than the last one did.  False when no pause was pending.
+        """
+        if self.next_attempt_at <= now:
+            return False
+        self.next_attempt_at = now
+        return True
+
     def proven(self) -> None:
         """A new connection was handed out: the next failure starts from the first step."""
         self._attempts = 0

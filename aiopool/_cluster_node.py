@@ -212,19 +212,27 @@ class ClusterNode:
         it, so the next round starts from a fresh one.
         """
         conn = self._probe_conn
+        reconnected = False
         try:
             async with asyncio.timeout(timeout):
                 if conn is None or is_broken(conn):
                     self._drop_probe_conn()
                     conn = await factory(**self._probe_kwargs)
                     self._probe_conn = conn
-                return await probe(conn)
+                    reconnected = True
+                status = await probe(conn)
         except TimeoutError:
             self._drop_probe_conn()
             raise TimeoutError(f"probing {self.name} took longer than {timeout:g} s") from None
         except BaseException:
             self._drop_probe_conn()
             raise
+        if reconnected:
+            # The node accepts connections again (or for the first time): its
+            # pool need not wait out a back-off pause from the outage.  Once
+            # per probe connection, so a flapping node is not flooded.
+            self.pool._server_answers()
+        return status
 
     def probe_failed(self, exc: BaseException) -> bool:
         """The probe could not read the node: it is down; True if routing changed."""

@@ -10,6 +10,7 @@ server nor one that fails its new connections' checks is flooded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import random
 from collections.abc import Awaitable, Callable
@@ -107,6 +108,14 @@ class Opener:
         self._on_outage = on_outage
         self.tasks = TaskSet()
         self._recheck_handle: asyncio.TimerHandle | None = None
+        # Set and cleared at once by retry_now(): wakes every opener pausing now.
+        # Made in attach(): asyncio primitives belong to a loop.
+        self._retry: asyncio.Event | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the openers in ``loop`` (the pool is opening)."""
+        self.tasks.loop = loop
+        self._retry = asyncio.Event()
 
     # ------------------------------------------------------------------ the ledger's effects
 
@@ -135,6 +144,22 @@ class Opener:
         self._recheck_handle = None
         self._ledger.grow(monotonic())
 
+    def retry_now(self) -> None:
+        """The server was seen accepting connections elsewhere: end the back-off's pause.
+
+        A ClusterPool calls this when its probe connects to a node again, so
+        the node's pool reconnects at once instead of up to the back-off's cap
+        later.  One attempt follows, paced as before if it fails.
+        """
+        now = monotonic()
+        if self._ledger.state != OPEN or not self._ledger.backoff.retry_now(now):
+            return
+        logger.info("pool %r: the server answers again; retrying to connect now", self._name)
+        if self._retry is not None:
+            self._retry.set()
+            self._retry.clear()
+        self._ledger.grow(now)
+
     def stop(self) -> None:
         """Cancel the openers and the recheck timer (the pool is closing)."""
         if self._recheck_handle is not None:
@@ -155,7 +180,11 @@ class Opener:
         while ledger.state == OPEN:
             pause = ledger.backoff.next_attempt_at - monotonic()
             if pause > 0:
-                await asyncio.sleep(pause)
+                # retry_now() may end the pause early.
+                assert self._retry is not None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._retry.wait()
                 continue  # the state may have changed meanwhile
             start = monotonic()
             try:

@@ -287,7 +287,7 @@ class AsyncConnectionPool:
         self._cond = asyncio.Condition()
         self._closed_event = asyncio.Event()
         self._tasks.loop = loop
-        self._opener.tasks.loop = loop
+        self._opener.attach(loop)
         _open_pools.add(self)
         self._maintenance_task = loop.create_task(
             self._maintenance.run(), name=f"aiopool maintenance {self.name}"
@@ -467,6 +467,12 @@ class AsyncConnectionPool:
                 "a pool (like its connections) belongs to one loop. Open one pool per "
                 "event loop, e.g. in the application's lifespan hook."
             )
+
+    def _server_answers(self) -> None:
+        # A ClusterPool's probe just connected to this pool's server: end the
+        # back-off's pause so the pool reconnects now (see Opener.retry_now).
+        if self._gate.here():
+            self._opener.retry_now()
 
     def _check_usable(self) -> asyncio.AbstractEventLoop:
         """The loop to work in, or the error that says why the pool can't be used."""

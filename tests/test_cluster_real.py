@@ -560,7 +560,7 @@ async def test_galera_killed_node_leaves_and_rejoins(
         restarted = monotonic()
         await asyncio.to_thread(victim.restart)
         rejoin = await _until("rejoined", lambda: _state(galera_pool, victim.port) == "online")
-        await _until(
+        back = await _until(
             "writes on it again",
             lambda: any(p == victim.port and t > restarted for t, p in done),
             5,
@@ -572,7 +572,8 @@ async def test_galera_killed_node_leaves_and_rejoins(
     print(
         f"\nGalera kill: {len(done)} writes ok, {len(failed)} failed (all on the killed node); "
         f"longest pause in writes {stall:.2f} s (eviction); restart took "
-        f"{monotonic() - restarted:.2f} s, in rotation {rejoin:.2f} s after Synced"
+        f"{monotonic() - restarted:.2f} s, in rotation {rejoin:.2f} s after Synced, "
+        f"written to {back:.2f} s after that"
     )
     assert after_kill and victim.port not in after_kill
     # Lost connections on the killed node only.  A survivor may also abort an

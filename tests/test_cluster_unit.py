@@ -605,6 +605,23 @@ async def test_open_with_some_nodes_down_then_they_join(fake: FakeCluster) -> No
         assert states(cluster)["10.0.0.3"] == (NodeRole.REPLICA, NodeState.ONLINE)
 
 
+async def test_a_node_back_after_an_outage_is_reconnected_at_once(fake: FakeCluster) -> None:
+    async with make_cluster(fake) as cluster:
+        node = next(n for n in cluster._nodes if n.address.host == "10.0.0.3")
+        fake["10.0.0.3"].go_down()
+        fake["10.0.0.3"].status = mysql_errors.OperationalError(2003, "Can't connect")
+        await node.pool.check()  # its idle connection is found dead: reconnecting starts
+        backoff = node.pool._ledger.backoff
+        await until(lambda: backoff.attempts >= 2, timeout=5.0)
+        # Its pool now waits a second or more before trying again.
+        assert backoff.next_attempt_at - monotonic() > 0.5
+        fake["10.0.0.3"].come_back()
+        fake["10.0.0.3"].status = NodeStatus.replica(source="10.0.0.1:3306", server_id=3)
+        await cluster.refresh()  # the probe connects again
+        assert states(cluster)["10.0.0.3"] == (NodeRole.REPLICA, NodeState.ONLINE)
+        await until(lambda: bool(node.pool._ledger.idle), timeout=0.4)
+
+
 async def test_open_fails_when_no_node_answers(fake: FakeCluster) -> None:
     for node in fake.nodes.values():
         node.status = mysql_errors.OperationalError(2003, "Can't connect")

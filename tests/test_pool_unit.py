@@ -6,6 +6,7 @@ import asyncio
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -568,6 +569,57 @@ async def test_recovers_when_the_server_comes_back(server: FakeServer) -> None:
         await settle(pool)
         assert len(pool._ledger.idle) == 2, "min_size refilled after the outage"
         check_invariants(pool, server)
+
+
+async def test_server_seen_answering_ends_the_back_off_pause(server: FakeServer) -> None:
+    # What a ClusterPool's probe does when it connects to a node again.
+    server.go_down()
+    pool = fake_pool(server, min_size=1)
+    await pool.open(wait=False)
+    backoff = pool._ledger.backoff
+    for _ in range(200):
+        if backoff.attempts >= 2:
+            break
+        await asyncio.sleep(0.02)
+    assert backoff.attempts >= 2
+    server.come_back()
+    attempts = server.attempts
+    # The next attempt is a second or more away (the back-off's second step).
+    assert backoff.next_attempt_at - time.monotonic() > 0.5
+    pool._server_answers()
+    for _ in range(25):  # well within the pause the back-off had set
+        if pool._ledger.idle:
+            break
+        await asyncio.sleep(0.02)
+    assert len(pool._ledger.idle) == 1, "reconnected at once, not after the pause"
+    assert server.attempts == attempts + 1, "one attempt, not a burst"
+    pool._server_answers()  # nothing pending: changes nothing
+    assert server.attempts == attempts + 1
+    check_invariants(pool, server)
+    await pool.close()
+
+
+async def test_server_seen_answering_while_down_keeps_pacing(server: FakeServer) -> None:
+    server.go_down()
+    pool = fake_pool(server, min_size=1)
+    await pool.open(wait=False)
+    backoff = pool._ledger.backoff
+    for _ in range(200):
+        if backoff.attempts >= 2:
+            break
+        await asyncio.sleep(0.02)
+    attempts = backoff.attempts
+    pool._server_answers()  # wrongly: the server still refuses
+    for _ in range(50):
+        if backoff.attempts > attempts:
+            break
+        await asyncio.sleep(0.02)
+    assert backoff.attempts == attempts + 1
+    # The failed early attempt waits longer than the step before it did.
+    pause = backoff.next_attempt_at - time.monotonic()
+    assert pause > 2.0 * 0.75 * 0.9
+    check_invariants(pool, server)
+    await pool.close()
 
 
 async def test_reconnect_failed_is_called_once_per_outage(server: FakeServer) -> None:
