@@ -22,7 +22,7 @@ has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
 LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
-.PHONY: venv compiled test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
+.PHONY: venv compiled compiled-for test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
 
 venv: $(DEV_STAMP)
 
@@ -95,7 +95,8 @@ test-sqlalchemy-versions: $(SA_OTHER_STAMP)
 OTHER_PYTHONS ?= 3.12 3.13
 CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.py tests/test_health_unit.py \
 	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
-	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py
+	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py \
+	tests/test_cancel_warnings.py
 
 test-pythons:
 	@set -e; for v in $(OTHER_PYTHONS); do \
@@ -108,9 +109,25 @@ test-pythons:
 		venv=.venv-$$v; \
 		[ -x $$venv/bin/python ] || "$$py" -m venv $$venv; \
 		$$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'; \
-		echo "test-pythons: $$($$venv/bin/python --version)"; \
-		$$venv/bin/python -m pytest $(CORE_TESTS) -q -p no:cacheprovider; \
+		echo "test-pythons: $$($$venv/bin/python --version), pure-Python modules"; \
+		AIOPOOL_EXPECT_BUILD=pure $$venv/bin/python -m pytest $(CORE_TESTS) -q -p no:cacheprovider; \
+		$(MAKE) --no-print-directory compiled-for PY=$$venv/bin/python OUT=$(COMPILED)-$$v; \
+		echo "test-pythons: $$($$venv/bin/python --version), compiled build"; \
+		AIOPOOL_EXPECT_BUILD=compiled PYTHONPATH=$(CURDIR)/$(COMPILED)-$$v \
+			$$venv/bin/pytest $(CORE_TESTS) tests/test_build.py -q -p no:cacheprovider; \
 	done
+
+# The compiled build for another Python (test-pythons): the wheel a user of that
+# Python gets, unpacked into $(OUT).
+compiled-for:
+	rm -rf $(OUT) $(OUT).wheel $(OUT).src
+	mkdir -p $(OUT).src
+	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml README.md LICENSE aiopool \
+		| tar -xf - -C $(OUT).src
+	HATCH_BUILD_HOOKS_ENABLE=1 $(PY) -m pip wheel --quiet --disable-pip-version-check \
+		--no-deps -w $(OUT).wheel ./$(OUT).src
+	$(PY) -m zipfile -e $(OUT).wheel/*.whl $(OUT)
+	rm -rf $(OUT)/*.dist-info $(OUT).wheel $(OUT).src
 
 demo: venv
 	$(BIN)/python -m aiopool.testing run -- $(BIN)/python examples/demo.py

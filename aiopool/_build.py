@@ -19,6 +19,7 @@ COMPILED_MODULES = (
     "aiopool._gate",
     "aiopool._handout",
     "aiopool._ledger",
+    "aiopool._quiet_await",
     "aiopool._slot",
 )
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 from ._gate import Gate
 from ._handout import acquire_slow
 from ._protocols import Connection
+from ._quiet_await import quiet
 
 if TYPE_CHECKING:
     from ._pool import AsyncConnectionPool
@@ -77,9 +78,9 @@ class ConnectionContext:
         in_transaction = exc is None and conn.get_transaction_status()
         if in_transaction:
             try:
-                await conn.commit()
+                await quiet(conn.commit())
             except BaseException as commit_error:
-                await self._pool._return_slow(conn, self._lease, commit_error)
+                await quiet(self._pool._return_slow(conn, self._lease, commit_error))
                 raise
             in_transaction = conn.get_transaction_status()
         gate = self._gate
@@ -98,4 +99,4 @@ class ConnectionContext:
                 if gate.return_hooks:
                     self._pool._report_return(slot)
                 return
-        await self._pool._return_slow(conn, self._lease, exc)
+        await quiet(self._pool._return_slow(conn, self._lease, exc))

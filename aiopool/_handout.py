@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from ._gate import Gate
 from ._ledger import OPEN
 from ._protocols import Connection
+from ._quiet_await import quiet
 from ._waiters import Waiter
 from .errors import PoolClosed
 
@@ -64,7 +65,7 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
             # costs a method call per wait; served() drops its entry.
             timer = None if deadline == math.inf else gate.deadlines.add(waiter, deadline)
             try:
-                slot = await waiter
+                slot = await quiet(waiter)
             except BaseException:
                 ledger.give_up(waiter, monotonic())
                 raise
@@ -79,7 +80,7 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
         now = monotonic()
         if now < slot.fresh_until and not slot.stream.eof:
             break
-        if await pool._checker.usable(slot, deadline):
+        if await quiet(pool._checker.usable(slot, deadline)):
             now = monotonic()
             break
         now = monotonic()
