@@ -49,24 +49,17 @@ async def test_timeout_while_the_connection_is_checked(server: FakeServer) -> No
         check_invariants(pool, server)
 
 
-async def test_timeout_while_committing(server: FakeServer) -> None:
-    server.commit_delay = 1.0
+@pytest.mark.parametrize("block_fails", [False, True], ids=["committing", "rolling-back"])
+async def test_timeout_while_leaving_the_block(server: FakeServer, block_fails: bool) -> None:
+    # A clean block commits on the way out; a failed one is rolled back by the
+    # slow return, which the caller awaits.
+    server.commit_delay = server.rollback_delay = 1.0
     async with fake_pool(server, min_size=1, max_size=1) as pool:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 async with pool.connection() as conn:
                     await conn.query()
-        await settle(pool)
-        check_invariants(pool, server)
-
-
-async def test_timeout_while_returning(server: FakeServer) -> None:
-    server.rollback_delay = 0.2
-    async with fake_pool(server, min_size=1, max_size=1) as pool:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
-                async with pool.connection() as conn:
-                    await conn.query()
-                    raise ValueError("rolled back on the way out")
+                    if block_fails:
+                        raise ValueError("rolled back on the way out")
         await settle(pool)
         check_invariants(pool, server)

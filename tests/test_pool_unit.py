@@ -571,8 +571,8 @@ async def test_recovers_when_the_server_comes_back(server: FakeServer) -> None:
         check_invariants(pool, server)
 
 
-async def test_server_seen_answering_ends_the_back_off_pause(server: FakeServer) -> None:
-    # What a ClusterPool's probe does when it connects to a node again.
+async def _pool_backing_off(server: FakeServer) -> AsyncConnectionPool:
+    """A pool whose server refused two connects: the next try is a second or more away."""
     server.go_down()
     pool = fake_pool(server, min_size=1)
     await pool.open(wait=False)
@@ -581,11 +581,16 @@ async def test_server_seen_answering_ends_the_back_off_pause(server: FakeServer)
         if backoff.attempts >= 2:
             break
         await asyncio.sleep(0.02)
-    assert backoff.attempts >= 2
+    assert backoff.attempts == 2
+    assert backoff.next_attempt_at - time.monotonic() > 0.5
+    return pool
+
+
+async def test_server_seen_answering_ends_the_back_off_pause(server: FakeServer) -> None:
+    # What a ClusterPool's probe does when it connects to a node again.
+    pool = await _pool_backing_off(server)
     server.come_back()
     attempts = server.attempts
-    # The next attempt is a second or more away (the back-off's second step).
-    assert backoff.next_attempt_at - time.monotonic() > 0.5
     pool._server_answers()
     for _ in range(25):  # well within the pause the back-off had set
         if pool._ledger.idle:
@@ -600,24 +605,17 @@ async def test_server_seen_answering_ends_the_back_off_pause(server: FakeServer)
 
 
 async def test_server_seen_answering_while_down_keeps_pacing(server: FakeServer) -> None:
-    server.go_down()
-    pool = fake_pool(server, min_size=1)
-    await pool.open(wait=False)
+    pool = await _pool_backing_off(server)
     backoff = pool._ledger.backoff
-    for _ in range(200):
-        if backoff.attempts >= 2:
-            break
-        await asyncio.sleep(0.02)
-    attempts = backoff.attempts
     pool._server_answers()  # wrongly: the server still refuses
     for _ in range(50):
-        if backoff.attempts > attempts:
+        if backoff.attempts > 2:
             break
         await asyncio.sleep(0.02)
-    assert backoff.attempts == attempts + 1
-    # The failed early attempt waits longer than the step before it did.
-    pause = backoff.next_attempt_at - time.monotonic()
-    assert pause > 2.0 * 0.75 * 0.9
+    assert backoff.attempts == 3
+    # The early attempt's failure waits the third step (4 s, +-25 %), longer
+    # than the second could (at most 2.5 s).
+    assert backoff.next_attempt_at - time.monotonic() > 2.5
     check_invariants(pool, server)
     await pool.close()
 
