@@ -487,6 +487,16 @@ class Ledger:
             self.backoff.fatal_error = exc
         return self.backoff.failed(now, exc)
 
+    def server_answers(self, now: float) -> bool:
+        """The server was seen accepting connections: end a back-off pause, grow now.
+
+        False (nothing changed) when the pool is not open or no pause was pending.
+        """
+        if self.state != OPEN or not self.backoff.retry_now(now):
+            return False
+        self.grow(now)
+        return True
+
     def opener_should_retry(self) -> bool:
         """Whether a failed opener keeps its place and tries again (alone while failing)."""
         if self.state != OPEN or self.opening > 1:

@@ -151,14 +151,12 @@ class Opener:
         the node's pool reconnects at once instead of up to the back-off's cap
         later.  One attempt follows, paced as before if it fails.
         """
-        now = monotonic()
-        if self._ledger.state != OPEN or not self._ledger.backoff.retry_now(now):
+        if not self._ledger.server_answers(monotonic()):
             return
         logger.info("pool %r: the server answers again; retrying to connect now", self._name)
         if self._retry is not None:
             self._retry.set()
             self._retry.clear()
-        self._ledger.grow(now)
 
     def stop(self) -> None:
         """Cancel the openers and the recheck timer (the pool is closing)."""
