@@ -495,6 +495,18 @@ async def _refused_write(cluster: ClusterPool) -> None:
 async def galera_pool(galera: GaleraCluster) -> AsyncIterator[ClusterPool]:
     async with ClusterPool(_urls(galera), refresh_interval=0.2, timeout=20.0) as cluster:
         await _execute(cluster, "CREATE TABLE IF NOT EXISTS g (id BIGINT PRIMARY KEY)")
+        # The DDL replicates in total order even when the table exists: a node
+        # that applies it while the test's first inserts run there aborts them
+        # (1213). Wait until every node has applied it.
+        for node in galera.nodes:
+            conn = await asyncmy.connect(
+                host="127.0.0.1", port=node.port, user="app", password="app", database="app"
+            )
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SET STATEMENT wsrep_sync_wait = 1 FOR SELECT 1")
+            finally:
+                conn.close()
         yield cluster
 
 
