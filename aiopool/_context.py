@@ -77,11 +77,17 @@ class ConnectionContext:
         # Asked once: each call is a method lookup on the driver's object.
         in_transaction = exc is None and conn.get_transaction_status()
         if in_transaction:
+            # No await inside the except block: a compiled coroutine that
+            # suspends there leaves the exception set in the caller's
+            # sys.exc_info() for good (tests/test_exception_state.py).
+            failure: BaseException | None = None
             try:
                 await quiet(conn.commit())
             except BaseException as commit_error:
-                await quiet(self._pool._return_slow(conn, self._lease, commit_error))
-                raise
+                failure = commit_error
+            if failure is not None:
+                await quiet(self._pool._return_slow(conn, self._lease, failure))
+                raise failure
             in_transaction = conn.get_transaction_status()
         gate = self._gate
         # The fast return (release()'s, with the loan's identity): an open
