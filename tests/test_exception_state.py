@@ -2,12 +2,13 @@
 
 A mypyc-compiled coroutine keeps the exception it is handling in the thread's
 state, not in a frame of its own.  If an ``except`` (or ``finally``) block of
-one suspends at an ``await``, that exception stays set in the awaiting
-coroutine once it has left the block: ``sys.exc_info()`` still returns it,
-every later exception of that task gets it as ``__context__``, and a bare
-``raise`` would raise it again.  The compiled modules therefore never await
-inside a handler; the first test keeps it so, the others check the outcome
-on whichever build runs them (``make test`` runs both).
+one suspends at an ``await``, that exception stays set once the block is
+left: ``sys.exc_info()`` still returns it, every later exception gets it as
+``__context__``, and a bare ``raise`` would raise it again.  Measured before
+the fix: it stayed set for the whole thread, under asyncio and uvloop, even
+after ``asyncio.run()`` had returned.  The compiled modules therefore never
+await inside a handler; the first test keeps it so, the others check the
+outcome on whichever build runs them (``make test`` runs both).
 """
 
 from __future__ import annotations
