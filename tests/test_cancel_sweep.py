@@ -1,0 +1,162 @@
+"""Cancel a borrower at every await it passes, one loop turn after another.
+
+Each scenario runs against a new pool on the fake server, where every round
+trip (connect, ping, statement, commit, rollback) takes one loop turn.  The
+borrower is cancelled after ``k`` turns, for every ``k`` from 0 until it
+finishes before being cancelled; so each await on its way (waiting in line,
+a connection being opened for it, the check, its own statement, the commit
+or rollback on the way out, the return) is hit by one of the runs.  After
+every run: the books are exact, no connection in an unknown state sits idle,
+a request queued behind the cancelled one is still served (its wake-up is
+not lost), and the pool goes on lending.  This runs on both builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from aiopool import AsyncConnectionPool
+from tests.support.fakes import FakeServer
+from tests.support.pooltools import check_invariants, fake_pool, settle
+
+# A run that goes past this many turns without finishing is a hang.
+MAX_TURNS = 200
+
+
+class Boom(Exception):
+    """An application error inside the block."""
+
+
+async def _block(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.query()  # opens a transaction: committed on the way out
+
+
+async def _failing_block(pool: AsyncConnectionPool) -> None:
+    with pytest.raises(Boom):
+        async with pool.connection() as conn:
+            await conn.query()
+            raise Boom  # rolled back on the way out
+
+
+async def _acquire_release(pool: AsyncConnectionPool) -> None:
+    conn = await pool.acquire()
+    await conn.query()
+    await pool.release(conn)  # rolls the open transaction back
+
+
+async def _clean_acquire_release(pool: AsyncConnectionPool) -> None:
+    conn = await pool.acquire()
+    await conn.query(begin=False)
+    await pool.release(conn)  # clean: the fast return
+
+
+async def _round_trip(conn: Any) -> None:
+    """A pool callback that talks to the server (one loop turn)."""
+    await conn.query(begin=False)
+
+
+Borrow = Callable[[AsyncConnectionPool], Awaitable[None]]
+
+SCENARIOS: dict[str, tuple[Borrow, dict[str, Any]]] = {
+    "block": (_block, {}),
+    "failing-block": (_failing_block, {}),
+    "acquire-release": (_acquire_release, {}),
+    "clean-acquire-release": (_clean_acquire_release, {}),
+    # Every hand-out is checked first.
+    "checked": (_block, {"check_after": 0}),
+    # Nothing is open yet: a connection is opened for the request.
+    "opened-for-it": (_block, {"min_size": 0}),
+    # The same, with the pool's callbacks on the way.
+    "configured-for-it": (_block, {"min_size": 0, "configure": _round_trip}),
+    "check-callback": (_block, {"check_after": 0, "check": _round_trip}),
+    "reset-callback": (_clean_acquire_release, {"reset": _round_trip}),
+}
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def _after_the_run(pool: AsyncConnectionPool, server: FakeServer) -> None:
+    await settle(pool)
+    check_invariants(pool, server)
+    assert not pool._ledger.waiters
+    # The pool goes on lending, and what it lends works.
+    async with asyncio.timeout(5):
+        async with pool.connection() as conn:
+            await conn.query()
+    await settle(pool)
+    check_invariants(pool, server)
+
+
+async def _sweep(run_once: Callable[[int], Awaitable[bool]]) -> int:
+    """Call ``run_once(k)`` for k = 0, 1, ... until it reports a run that finished."""
+    for k in range(MAX_TURNS):
+        if await run_once(k):
+            return k
+    raise AssertionError(f"the borrower had not finished after {MAX_TURNS} loop turns")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_cancel_a_borrower_at_every_turn(scenario: str) -> None:
+    borrow, settings = SCENARIOS[scenario]
+    settings = {"min_size": 1, "max_size": 2, **settings}
+
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        async with fake_pool(server, **settings) as pool:
+            await settle(pool)
+            task = asyncio.create_task(borrow(pool))
+            await _turns(k)
+            finished = task.done()
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                assert not finished
+            await _after_the_run(pool, server)
+        assert not server.live, "close() left a socket open"
+        return finished
+
+    turns = await _sweep(run_once)
+    assert turns >= 2, "the sweep should have cancelled the borrower mid-way at least once"
+
+
+async def test_cancel_a_waiter_at_every_turn_and_the_next_is_still_served() -> None:
+    # One connection, held by another task for a few turns; two requests wait
+    # in line behind it and the first of them is cancelled.
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        async with fake_pool(server, min_size=1, max_size=1) as pool:
+            await settle(pool)
+            holder_has_it = asyncio.Event()
+
+            async def holder() -> None:
+                async with pool.connection() as conn:
+                    holder_has_it.set()
+                    for _ in range(3):
+                        await conn.query()
+
+            holding = asyncio.create_task(holder())
+            await holder_has_it.wait()
+            first = asyncio.create_task(_block(pool))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(_block(pool))
+            await _turns(k)
+            finished = first.done()
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            async with asyncio.timeout(5):  # a lost wake-up would leave it waiting
+                await second
+            await holding
+            await _after_the_run(pool, server)
+        return finished
+
+    turns = await _sweep(run_once)
+    assert turns >= 2
