@@ -21,10 +21,7 @@ import pytest
 
 from aiopool import AsyncConnectionPool
 from tests.support.fakes import FakeServer
-from tests.support.pooltools import check_invariants, fake_pool, settle
-
-# A run that goes past this many turns without finishing is a hang.
-MAX_TURNS = 200
+from tests.support.pooltools import cancel_sweep, check_invariants, fake_pool, settle, turns
 
 
 class Boom(Exception):
@@ -78,11 +75,6 @@ SCENARIOS: dict[str, tuple[Borrow, dict[str, Any]]] = {
 }
 
 
-async def _turns(n: int) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
-
-
 async def _after_the_run(pool: AsyncConnectionPool, server: FakeServer) -> None:
     await settle(pool)
     check_invariants(pool, server)
@@ -95,14 +87,6 @@ async def _after_the_run(pool: AsyncConnectionPool, server: FakeServer) -> None:
     check_invariants(pool, server)
 
 
-async def _sweep(run_once: Callable[[int], Awaitable[bool]]) -> int:
-    """Call ``run_once(k)`` for k = 0, 1, ... until it reports a run that finished."""
-    for k in range(MAX_TURNS):
-        if await run_once(k):
-            return k
-    raise AssertionError(f"the borrower had not finished after {MAX_TURNS} loop turns")
-
-
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_cancel_a_borrower_at_every_turn(scenario: str) -> None:
     borrow, settings = SCENARIOS[scenario]
@@ -113,7 +97,7 @@ async def test_cancel_a_borrower_at_every_turn(scenario: str) -> None:
         async with fake_pool(server, **settings) as pool:
             await settle(pool)
             task = asyncio.create_task(borrow(pool))
-            await _turns(k)
+            await turns(k)
             finished = task.done()
             task.cancel()
             try:
@@ -124,8 +108,8 @@ async def test_cancel_a_borrower_at_every_turn(scenario: str) -> None:
         assert not server.live, "close() left a socket open"
         return finished
 
-    turns = await _sweep(run_once)
-    assert turns >= 2, "the sweep should have cancelled the borrower mid-way at least once"
+    finished_after = await cancel_sweep(run_once)
+    assert finished_after >= 2, "the sweep should have cancelled the borrower mid-way at least once"
 
 
 async def test_cancel_a_waiter_at_every_turn_and_the_next_is_still_served() -> None:
@@ -148,7 +132,7 @@ async def test_cancel_a_waiter_at_every_turn_and_the_next_is_still_served() -> N
             first = asyncio.create_task(_block(pool))
             await asyncio.sleep(0)
             second = asyncio.create_task(_block(pool))
-            await _turns(k)
+            await turns(k)
             finished = first.done()
             first.cancel()
             await asyncio.gather(first, return_exceptions=True)
@@ -158,5 +142,5 @@ async def test_cancel_a_waiter_at_every_turn_and_the_next_is_still_served() -> N
             await _after_the_run(pool, server)
         return finished
 
-    turns = await _sweep(run_once)
-    assert turns >= 2
+    finished_after = await cancel_sweep(run_once)
+    assert finished_after >= 2

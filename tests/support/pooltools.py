@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiopool import AsyncConnectionPool
@@ -74,3 +75,21 @@ def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None
     if server is not None:
         assert len(server.live) == len(idle) + len(lent), (len(server.live), len(idle), len(lent))
         assert server.max_live <= pool.max_size
+
+
+async def turns(n: int) -> None:
+    """Let ``n`` loop turns pass (the fake server's round trips take one each)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def cancel_sweep(run_once: Callable[[int], Awaitable[bool]], limit: int = 200) -> int:
+    """Call ``run_once(k)`` for k = 0, 1, ... until it reports a run that finished.
+
+    ``run_once`` cancels what it started after ``k`` turns and returns True
+    if it had finished before; the sweep returns that ``k``.
+    """
+    for k in range(limit):
+        if await run_once(k):
+            return k
+    raise AssertionError(f"still not finished after {limit} loop turns")
