@@ -381,11 +381,13 @@ class AsyncConnectionPool:
         _open_pools.discard(self)
         idle = ledger.begin_close(PoolClosed(f"pool {self.name!r} was closed"))
         self._deadlines.stop()  # every waiter was just failed
+        # Before the first await: a close() cancelled there must not strand
+        # the idle connections just taken off the books, sockets open.
+        now = monotonic()
+        for slot in idle:
+            ledger.retire(slot, "pool_closed", now)
         try:
             await self._stop_background_tasks()
-            now = monotonic()
-            for slot in idle:
-                ledger.retire(slot, "pool_closed", now)
             await self._closer.wait_closing()
             await self._wait_borrowers(timeout)
             await self._tasks.wait(timeout)

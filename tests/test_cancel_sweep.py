@@ -144,3 +144,74 @@ async def test_cancel_a_waiter_at_every_turn_and_the_next_is_still_served() -> N
 
     finished_after = await cancel_sweep(run_once)
     assert finished_after >= 2
+
+
+@pytest.mark.parametrize("operation", ["check", "drain", "resize"])
+async def test_cancel_a_pool_operation_at_every_turn(operation: str) -> None:
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        async with fake_pool(server, min_size=3, max_size=4, check=_round_trip) as pool:
+            await settle(pool)
+            borrower = asyncio.create_task(_block(pool))
+            if operation == "check":
+                work = pool.check()
+            elif operation == "drain":
+                work = pool.drain()
+            else:
+                work = pool.resize(1, 2)
+            task = asyncio.create_task(work)
+            await turns(k)
+            finished = task.done()
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                assert not finished
+            await borrower
+            if operation == "resize":
+                await settle(pool)
+                server.max_live = len(server.live)  # what counts from now on is the new limit
+            await _after_the_run(pool, server)
+        assert not server.live
+        return finished
+
+    assert await cancel_sweep(run_once) >= 1
+
+
+async def test_cancel_open_at_every_turn_then_close_leaves_nothing_open() -> None:
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        pool = fake_pool(server, min_size=3, max_size=4, check_after=0, configure=_round_trip)
+        opening = asyncio.create_task(pool.open(wait=True))
+        await turns(k)
+        finished = opening.done()
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+        await pool.close()
+        await settle(pool)
+        assert not server.live, f"{len(server.live)} connection(s) left open"
+        return finished
+
+    assert await cancel_sweep(run_once) >= 2
+
+
+async def test_cancel_close_at_every_turn_then_close_again_finishes() -> None:
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        pool = fake_pool(server, min_size=2, max_size=4)
+        await pool.open(wait=True)
+        lent = await pool.acquire()
+        await lent.query()  # a transaction: its return rolls back
+        returning = asyncio.create_task(pool.release(lent))
+        closing = asyncio.create_task(pool.close(timeout=1.0))
+        await turns(k)
+        finished = closing.done()
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        await returning
+        await pool.close()
+        assert pool.closed
+        assert not server.live, f"{len(server.live)} connection(s) left open"
+        return finished
+
+    assert await cancel_sweep(run_once) >= 2
