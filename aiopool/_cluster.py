@@ -173,6 +173,8 @@ class ClusterPool:
         self._state = _NEW
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
+        # The closing work, once close() started it (see close()).
+        self._closing: asyncio.Task[None] | None = None
         # Created in open(): asyncio primitives belong to a loop.
         self._changed: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -250,11 +252,25 @@ class ClusterPool:
                 await done.wait()
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop the monitor and close every node's pool (see ``AsyncConnectionPool.close``)."""
+        """Stop the monitor and close every node's pool (see ``AsyncConnectionPool.close``).
+
+        The work runs in a task of its own: a caller cancelled meanwhile does
+        not stop it halfway, and calling ``close()`` again waits for it.
+        """
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
         if self._state != _OPEN:
             self._state = _CLOSED
             return
         self._state = _CLOSED
+        loop = self._loop
+        assert loop is not None
+        closing = loop.create_task(self._close_all(timeout), name=f"aiopool close {self.name}")
+        self._closing = closing
+        await asyncio.shield(closing)
+
+    async def _close_all(self, timeout: float) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
             await asyncio.wait([self._monitor])

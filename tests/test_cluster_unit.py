@@ -541,6 +541,48 @@ async def test_cancel_a_cluster_borrower_at_every_turn(
     assert await cancel_sweep(run_once) >= 2
 
 
+async def test_cancel_cluster_close_at_every_turn_then_close_again(fake: FakeCluster) -> None:
+    """A cancelled close() leaves nothing open once close() is called again."""
+
+    async def run_once(k: int) -> bool:
+        cluster = make_cluster(fake)
+        await cluster.open(wait=True)
+        await host_of(cluster)
+        await host_of(cluster, True)
+        closing = asyncio.create_task(cluster.close())
+        await turns(k)
+        finished = closing.done()
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        await cluster.close()
+        for pool in cluster.pools.values():
+            await settle(pool)
+            assert pool.closed
+        open_left = {host: len(fake[host].live) for host in HOSTS if fake[host].live}
+        assert not open_left, f"connections left open: {open_left}"
+        return finished
+
+    assert await cancel_sweep(run_once) >= 1
+
+
+async def test_cancel_cluster_open_at_every_turn_then_close(fake: FakeCluster) -> None:
+    async def run_once(k: int) -> bool:
+        cluster = make_cluster(fake, min_size=2)
+        opening = asyncio.create_task(cluster.open(wait=True))
+        await turns(k)
+        finished = opening.done()
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+        await cluster.close()
+        for pool in cluster.pools.values():
+            await settle(pool)
+        open_left = {host: len(fake[host].live) for host in HOSTS if fake[host].live}
+        assert not open_left, f"connections left open: {open_left}"
+        return finished
+
+    assert await cancel_sweep(run_once) >= 1
+
+
 # ---------------------------------------------------------------- read-your-writes
 
 
