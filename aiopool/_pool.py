@@ -250,7 +250,8 @@ class AsyncConnectionPool:
         are ready; if they cannot be made within ``timeout`` (default: the
         pool's ``timeout``), close the pool and raise the cause: the server's
         own error for a wrong password or unknown database at once, otherwise
-        ``PoolTimeout`` naming the last connection error.
+        ``PoolTimeout`` naming the last connection error.  A cancelled
+        ``open()`` closes the pool too.
 
         A server that cannot be reached at all (nothing listening on the
         port, a host name that does not resolve) fails ``open()`` within about
