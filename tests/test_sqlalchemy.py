@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aiopool import AsyncConnectionPool, PoolTimeout
 from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine
+from tests.support.pooltools import cancel_sweep, check_invariants, settle, turns
 from tests.support.realdb import ConnectionWatcher, ScratchDatabase, execute
 
 DEADLINE = 60.0  # "did not hang", never a timing assertion
@@ -371,6 +372,43 @@ async def test_idle_connection_killed_between_sessions(scratch: ScratchDatabase)
 
 
 # ---------------------------------------------------------------------- cancellation and GC
+
+
+@pytest.mark.parametrize("how", ["core", "orm"])
+async def test_cancel_a_sqlalchemy_borrower_at_every_turn(
+    scratch: ScratchDatabase, pool: AsyncConnectionPool, engine: Any, how: str
+) -> None:
+    """Cancelled after k loop turns, for every k: nothing stays checked out anywhere."""
+    make = async_sessionmaker(engine)
+    next_id = iter(range(1, 100_000))
+
+    async def borrow() -> None:
+        if how == "core":
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO notes VALUES (:i, 'n')"), {"i": next(next_id)})
+        else:
+            async with make() as session, session.begin():
+                session.add(Note(id=next(next_id), body="n"))
+
+    async def run_once(k: int) -> bool:
+        task = asyncio.create_task(borrow())
+        await turns(k)
+        finished = task.done()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            assert not finished
+        await settled(pool, engine)
+        await settle(pool)
+        check_invariants(pool)
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+        return finished
+
+    assert await cancel_sweep(run_once, limit=2000) >= 2
+    await settled(pool, engine)
+    assert engine.pool.checkedout() == 0
 
 
 async def test_300_orm_tasks_half_cancelled_leave_nothing_checked_out(
