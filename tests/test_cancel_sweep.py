@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from aiopool import AsyncConnectionPool
+from aiopool import AsyncConnectionPool, NullConnectionPool
 from tests.support.fakes import FakeServer
 from tests.support.pooltools import cancel_sweep, check_invariants, fake_pool, settle, turns
 
@@ -87,14 +87,23 @@ async def _after_the_run(pool: AsyncConnectionPool, server: FakeServer) -> None:
     check_invariants(pool, server)
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-async def test_cancel_a_borrower_at_every_turn(scenario: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "null_pool"),
+    [(name, False) for name in SCENARIOS]
+    # A NullConnectionPool closes what is returned: nothing to reset.
+    + [(name, True) for name, (_, settings) in SCENARIOS.items() if "reset" not in settings],
+)
+async def test_cancel_a_borrower_at_every_turn(scenario: str, null_pool: bool) -> None:
     borrow, settings = SCENARIOS[scenario]
-    settings = {"min_size": 1, "max_size": 2, **settings}
+    settings = {"min_size": 0 if null_pool else 1, "max_size": 2, **settings}
 
     async def run_once(k: int) -> bool:
         server = FakeServer()
-        async with fake_pool(server, **settings) as pool:
+        if null_pool:
+            pool = NullConnectionPool(connection_factory=server.connect, timeout=5.0, **settings)
+        else:
+            pool = fake_pool(server, **settings)
+        async with pool:
             await settle(pool)
             task = asyncio.create_task(borrow(pool))
             await turns(k)
@@ -200,14 +209,18 @@ async def test_cancel_open_at_every_turn_closes_the_pool() -> None:
     assert await cancel_sweep(run_once) >= 2
 
 
-async def test_cancel_close_at_every_turn_then_close_again_finishes() -> None:
+@pytest.mark.parametrize("while_opening", [False, True], ids=["open", "while-opening"])
+async def test_cancel_close_at_every_turn_then_close_again_finishes(while_opening: bool) -> None:
     async def run_once(k: int) -> bool:
         server = FakeServer()
-        pool = fake_pool(server, min_size=2, max_size=4)
+        pool = fake_pool(server, min_size=2, max_size=4, configure=_round_trip)
         await pool.open(wait=True)
         lent = await pool.acquire()
         await lent.query()  # a transaction: its return rolls back
         returning = asyncio.create_task(pool.release(lent))
+        if while_opening:
+            await pool.resize(4, 4)  # two more connections being opened and configured
+            assert pool._ledger.opening == 2
         closing = asyncio.create_task(pool.close(timeout=1.0))
         await turns(k)
         finished = closing.done()
