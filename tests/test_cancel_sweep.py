@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from asyncmy import errors as mysql_errors
 
 from aiopool import AsyncConnectionPool, NullConnectionPool
 from tests.support.fakes import FakeServer
@@ -26,6 +27,10 @@ from tests.support.pooltools import cancel_sweep, check_invariants, fake_pool, s
 
 class Boom(Exception):
     """An application error inside the block."""
+
+
+# What a round trip on a connection the server ended raises.
+QUERY_ERRORS = (mysql_errors.OperationalError, mysql_errors.InterfaceError)
 
 
 async def _block(pool: AsyncConnectionPool) -> None:
@@ -42,14 +47,18 @@ async def _failing_block(pool: AsyncConnectionPool) -> None:
 
 async def _acquire_release(pool: AsyncConnectionPool) -> None:
     conn = await pool.acquire()
-    await conn.query()
-    await pool.release(conn)  # rolls the open transaction back
+    try:
+        await conn.query()
+    finally:
+        await pool.release(conn)  # rolls the open transaction back
 
 
 async def _clean_acquire_release(pool: AsyncConnectionPool) -> None:
     conn = await pool.acquire()
-    await conn.query(begin=False)
-    await pool.release(conn)  # clean: the fast return
+    try:
+        await conn.query(begin=False)
+    finally:
+        await pool.release(conn)  # clean: the fast return
 
 
 async def _round_trip(conn: Any) -> None:
@@ -230,6 +239,32 @@ async def test_cancel_close_at_every_turn_then_close_again_finishes(while_openin
         await pool.close()
         assert pool.closed
         assert not server.live, f"{len(server.live)} connection(s) left open"
+        return finished
+
+    assert await cancel_sweep(run_once) >= 2
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_server_kills_every_connection_at_every_turn(scenario: str) -> None:
+    # Not a cancellation: the server ends every session (KILL, a restart) after
+    # k turns. The borrower may fail with the driver's error; the pool must then
+    # hand out only live connections.
+    borrow, settings = SCENARIOS[scenario]
+    settings = {"min_size": 1, "max_size": 2, **settings}
+
+    async def run_once(k: int) -> bool:
+        server = FakeServer()
+        async with fake_pool(server, **settings) as pool:
+            await settle(pool)
+            task = asyncio.create_task(borrow(pool))
+            await turns(k)
+            finished = task.done()
+            server.kill_all()
+            try:
+                await task
+            except QUERY_ERRORS:
+                assert not finished
+            await _after_the_run(pool, server)
         return finished
 
     assert await cancel_sweep(run_once) >= 2
