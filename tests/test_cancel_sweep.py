@@ -22,7 +22,14 @@ from asyncmy import errors as mysql_errors
 
 from aiopool import AsyncConnectionPool, NullConnectionPool
 from tests.support.fakes import FakeServer
-from tests.support.pooltools import cancel_sweep, check_invariants, fake_pool, settle, turns
+from tests.support.pooltools import (
+    cancel_after,
+    cancel_sweep,
+    check_invariants,
+    fake_pool,
+    settle,
+    turns,
+)
 
 
 class Boom(Exception):
@@ -114,14 +121,7 @@ async def test_cancel_a_borrower_at_every_turn(scenario: str, null_pool: bool) -
             pool = fake_pool(server, **settings)
         async with pool:
             await settle(pool)
-            task = asyncio.create_task(borrow(pool))
-            await turns(k)
-            finished = task.done()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                assert not finished
+            finished = await cancel_after(k, borrow(pool))
             await _after_the_run(pool, server)
         assert not server.live, "close() left a socket open"
         return finished
@@ -177,14 +177,7 @@ async def test_cancel_a_pool_operation_at_every_turn(operation: str) -> None:
                 work = pool.drain()
             else:
                 work = pool.resize(1, 2)
-            task = asyncio.create_task(work)
-            await turns(k)
-            finished = task.done()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                assert not finished
+            finished = await cancel_after(k, work)
             await borrower
             if operation == "resize":
                 await settle(pool)
@@ -201,11 +194,7 @@ async def test_cancel_open_at_every_turn_closes_the_pool() -> None:
     async def run_once(k: int) -> bool:
         server = FakeServer()
         pool = fake_pool(server, min_size=3, max_size=4, check_after=0, configure=_round_trip)
-        opening = asyncio.create_task(pool.open(wait=True))
-        await turns(k)
-        finished = opening.done()
-        opening.cancel()
-        await asyncio.gather(opening, return_exceptions=True)
+        finished = await cancel_after(k, pool.open(wait=True))
         if finished:
             await _after_the_run(pool, server)
         else:
@@ -230,11 +219,7 @@ async def test_cancel_close_at_every_turn_then_close_again_finishes(while_openin
         if while_opening:
             await pool.resize(4, 4)  # two more connections being opened and configured
             assert pool._ledger.opening == 2
-        closing = asyncio.create_task(pool.close(timeout=1.0))
-        await turns(k)
-        finished = closing.done()
-        closing.cancel()
-        await asyncio.gather(closing, return_exceptions=True)
+        finished = await cancel_after(k, pool.close(timeout=1.0))
         await returning
         await pool.close()
         assert pool.closed

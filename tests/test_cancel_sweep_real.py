@@ -17,7 +17,7 @@ import asyncmy
 import pytest
 
 from aiopool import AsyncConnectionPool
-from tests.support.pooltools import cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle
 from tests.support.realdb import ScratchDatabase, connect_kwargs, execute
 
 
@@ -69,16 +69,7 @@ async def test_cancel_a_borrower_at_every_turn_on_the_real_server(
 
         async def run_once(k: int) -> bool:
             async with AsyncConnectionPool(scratch.url, min_size=1, max_size=2, **settings) as pool:
-                task = asyncio.create_task(borrow(pool, fail))
-                await turns(k)
-                finished = task.done()
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    assert not finished
-                except Boom:
-                    assert finished
+                finished = await cancel_after(k, borrow(pool, fail), allowed=(Boom,))
                 await settle(pool)
                 check_invariants(pool)
                 async with asyncio.timeout(10), pool.connection() as conn:

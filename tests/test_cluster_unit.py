@@ -21,7 +21,7 @@ from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, SourceLink, 
 from aiopool._cluster_url import split_cluster_url
 from aiopool._cluster_watch import watch
 from tests.support.fakes import FakeConnection, FakeServer
-from tests.support.pooltools import cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle
 
 HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 URL = "mysql://app:secret@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/shop"
@@ -522,14 +522,7 @@ async def test_cancel_a_cluster_borrower_at_every_turn(
     async def run_once(k: int) -> bool:
         async with make_cluster(fake) as cluster:
             await host_of(cluster)  # the topology is known, every node has its pool
-            task = asyncio.create_task(borrow(cluster))
-            await turns(k)
-            finished = task.done()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                assert not finished
+            finished = await cancel_after(k, borrow(cluster))
             for pool in cluster.pools.values():
                 await settle(pool)
                 check_invariants(pool)
@@ -549,11 +542,7 @@ async def test_cancel_cluster_close_at_every_turn_then_close_again(fake: FakeClu
         await cluster.open(wait=True)
         await host_of(cluster)
         await host_of(cluster, True)
-        closing = asyncio.create_task(cluster.close())
-        await turns(k)
-        finished = closing.done()
-        closing.cancel()
-        await asyncio.gather(closing, return_exceptions=True)
+        finished = await cancel_after(k, cluster.close())
         await cluster.close()
         for pool in cluster.pools.values():
             await settle(pool)
@@ -568,11 +557,7 @@ async def test_cancel_cluster_close_at_every_turn_then_close_again(fake: FakeClu
 async def test_cancel_cluster_open_at_every_turn_then_close(fake: FakeCluster) -> None:
     async def run_once(k: int) -> bool:
         cluster = make_cluster(fake, min_size=2)
-        opening = asyncio.create_task(cluster.open(wait=True))
-        await turns(k)
-        finished = opening.done()
-        opening.cancel()
-        await asyncio.gather(opening, return_exceptions=True)
+        finished = await cancel_after(k, cluster.open(wait=True))
         await cluster.close()
         for pool in cluster.pools.values():
             await settle(pool)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aiopool import AsyncConnectionPool, PoolTimeout
 from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine
-from tests.support.pooltools import cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle
 from tests.support.realdb import ConnectionWatcher, ScratchDatabase, execute
 
 DEADLINE = 60.0  # "did not hang", never a timing assertion
@@ -391,14 +391,7 @@ async def test_cancel_a_sqlalchemy_borrower_at_every_turn(
                 session.add(Note(id=next(next_id), body="n"))
 
     async def run_once(k: int) -> bool:
-        task = asyncio.create_task(borrow())
-        await turns(k)
-        finished = task.done()
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            assert not finished
+        finished = await cancel_after(k, borrow())
         await settled(pool, engine)
         await settle(pool)
         check_invariants(pool)

@@ -93,3 +93,24 @@ async def cancel_sweep(run_once: Callable[[int], Awaitable[bool]], limit: int = 
         if await run_once(k):
             return k
     raise AssertionError(f"still not finished after {limit} loop turns")
+
+
+async def cancel_after(
+    k: int, work: Awaitable[Any], *, allowed: tuple[type[BaseException], ...] = ()
+) -> bool:
+    """Run ``work`` as a task, cancel it after ``k`` loop turns; True if it had finished.
+
+    Its own exceptions of the ``allowed`` types are swallowed; a task that
+    finished cannot have been cancelled.
+    """
+    task = asyncio.ensure_future(work)
+    await turns(k)
+    finished = task.done()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        assert not finished, "a finished task was cancelled"
+    except allowed:
+        pass
+    return finished
