@@ -86,8 +86,11 @@ class ConnectionContext:
             except BaseException as commit_error:
                 failure = commit_error
             if failure is not None:
-                await quiet(self._pool._return_slow(conn, self._lease, failure))
-                raise failure
+                try:
+                    await quiet(self._pool._return_slow(conn, self._lease, failure))
+                    raise failure
+                finally:
+                    del failure  # as `except ... as` does: no frame <-> traceback cycle
             in_transaction = conn.get_transaction_status()
         gate = self._gate
         # The fast return (release()'s, with the loan's identity): an open

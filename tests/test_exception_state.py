@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -134,4 +136,33 @@ async def test_no_exception_left_behind(server: FakeServer, scenario: str) -> No
 
         await _in_a_fresh_task(body)
         await settle(pool)
+        check_invariants(pool, server)
+
+
+class CommitFailed(ConnectionResetError):
+    """A commit error that can be weakly referenced (built-in exceptions cannot)."""
+
+
+async def test_a_failed_commit_leaves_no_reference_cycle(server: FakeServer) -> None:
+    # The error is held in a local while the return runs; ``except ... as``
+    # would have dropped it, a plain local keeps frame and traceback in a
+    # cycle that only the garbage collector frees.
+    async with fake_pool(server, min_size=1, max_size=1) as pool:
+        await settle(pool)
+        errors = []
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                server.commit_error = CommitFailed("commit failed")
+                try:
+                    async with pool.connection() as conn:
+                        await conn.query()
+                except CommitFailed as exc:
+                    errors.append(weakref.ref(exc))
+            server.commit_error = None
+            await settle(pool)
+            assert [ref() for ref in errors] == [None, None, None]
+        finally:
+            gc.enable()
         check_invariants(pool, server)
