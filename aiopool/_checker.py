@@ -25,7 +25,7 @@ _MIN_CHECK_BUDGET = 0.5
 
 def is_fresh(slot: Slot, now: float) -> bool:
     """Checked recently enough (``check_after``, never past expiry) and no EOF seen."""
-    return now < slot.fresh_until and slot.conn is not None and not slot.stream.eof
+    return now < slot.fresh_until and slot.conn is not None and not slot.stream.gone()
 
 
 class CheckFailed(Exception):

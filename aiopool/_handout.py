@@ -78,7 +78,7 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
                 pool._timed_out(waiter, start)
         # Most hand-outs need no check: skip the checker's coroutine then.
         now = monotonic()
-        if now < slot.fresh_until and not slot.stream.eof:
+        if now < slot.fresh_until and not slot.stream.gone():
             break
         if await quiet(pool._checker.usable(slot, deadline)):
             now = monotonic()

@@ -166,7 +166,7 @@ class Ledger:
         idle = self.idle
         if idle and not self.waiters:
             slot = idle[-1]
-            if now < slot.fresh_until and not slot.stream.eof:
+            if now < slot.fresh_until and not slot.stream.gone():
                 idle.pop()
                 conn = slot.conn
                 slot.conn = None

@@ -55,10 +55,11 @@ async def test_a_connection_its_borrower_reconnected_is_fast_to_lend_again(
         await conn.ping(reconnect=True)  # the borrower's own doing
         await pool.release(conn)
         await asyncio.sleep(0.05)  # the old socket's close reaches its protocol
-        assert old_stream.eof
+        assert old_stream.gone()
         # The first hand-out pings it (the old socket is gone), then knows the new one.
         assert await pool.acquire() is conn
-        assert slot.stream is conn._proto and slot.transport is conn._transport
+        assert slot.stream.proto is conn._proto and slot.stream.transport is conn._transport
+        assert slot.transport is conn._transport
         await pool.release(conn)
         assert pool._ledger.lend_fresh(time.monotonic()) is conn, "fresh again: lent without a ping"
         await pool.release(conn)
@@ -269,3 +270,18 @@ async def test_unix_socket_from_url(database_url: str) -> None:
                 conn, "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
             )
             assert where == "localhost", f"connected over TCP ({where}), not the socket"
+
+
+async def test_a_connection_whose_socket_is_closing_is_not_lent(database_url: str) -> None:
+    # A reset (RST) closes the transport at once; the protocol hears of it
+    # (connection_lost sets eof) a loop turn later. A hand-out in that turn
+    # must not lend the connection: abort() opens the same window.
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=1) as pool:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        conn._transport.abort()
+        assert not conn._proto.eof, "the window this test is about"
+        async with pool.connection() as again:
+            assert again is not conn
+            assert await scalar(again, "SELECT 1") == 1
+        assert pool.get_stats()["connections_lost"] == 1
