@@ -23,8 +23,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from aiopool import AsyncConnectionPool, PoolTimeout
 from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine
-from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle
-from tests.support.realdb import ConnectionWatcher, ScratchDatabase, execute
+from tests.support.faultproxy import FaultProxy
+from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle, turns
+from tests.support.realdb import ConnectionWatcher, ScratchDatabase, connect_kwargs, execute
 
 DEADLINE = 60.0  # "did not hang", never a timing assertion
 
@@ -402,6 +403,53 @@ async def test_cancel_a_sqlalchemy_borrower_at_every_turn(
     assert await cancel_sweep(run_once, limit=2000) >= 2
     await settled(pool, engine)
     assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("how", ["core", "orm"])
+async def test_every_connection_reset_at_every_turn_under_sqlalchemy(
+    scratch: ScratchDatabase, how: str
+) -> None:
+    """Every TCP connection reset (RST) after k loop turns: the engine and the pool recover."""
+    server = connect_kwargs(scratch.server_url)
+    async with FaultProxy(server["host"], server["port"]) as proxy:
+        async with AsyncConnectionPool(proxy.url_for(scratch.url), min_size=1, max_size=4) as p:
+            engine = create_async_engine(p)
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            make = async_sessionmaker(engine)
+            next_id = iter(range(1, 100_000))
+
+            async def borrow() -> None:
+                if how == "core":
+                    async with engine.begin() as conn:
+                        await conn.execute(
+                            text("INSERT INTO notes VALUES (:i, 'n')"), {"i": next(next_id)}
+                        )
+                else:
+                    async with make() as session, session.begin():
+                        session.add(Note(id=next(next_id), body="n"))
+
+            async def run_once(k: int) -> bool:
+                task = asyncio.ensure_future(borrow())
+                await turns(k)
+                finished = task.done()
+                proxy.reset_all()
+                try:
+                    await task
+                except exc.DBAPIError:
+                    assert not finished
+                await asyncio.sleep(0.01)  # the resets reach the pool's sockets
+                await settled(p, engine)
+                await settle(p)
+                check_invariants(p)
+                async with engine.connect() as conn:
+                    assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+                return finished
+
+            assert await cancel_sweep(run_once, limit=2000) >= 2
+            await settled(p, engine)
+            assert engine.pool.checkedout() == 0
+            await engine.dispose()
 
 
 async def test_300_orm_tasks_half_cancelled_leave_nothing_checked_out(
