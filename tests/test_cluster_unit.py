@@ -21,7 +21,7 @@ from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, SourceLink, 
 from aiopool._cluster_url import split_cluster_url
 from aiopool._cluster_watch import watch
 from tests.support.fakes import FakeConnection, FakeServer
-from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle
+from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle, turns
 
 HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 URL = "mysql://app:secret@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/shop"
@@ -523,6 +523,43 @@ async def test_cancel_a_cluster_borrower_at_every_turn(
         async with make_cluster(fake) as cluster:
             await host_of(cluster)  # the topology is known, every node has its pool
             finished = await cancel_after(k, borrow(cluster))
+            for pool in cluster.pools.values():
+                await settle(pool)
+                check_invariants(pool)
+            assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
+            assert await host_of(cluster) == "10.0.0.1"
+            assert await host_of(cluster, True) in HOSTS[1:]
+        return finished
+
+    assert await cancel_sweep(run_once) >= 2
+
+
+@pytest.mark.parametrize(
+    ("readonly", "after"),
+    [(False, None), (True, None), (True, "0-1-42")],
+    ids=["write", "read", "read-after-token"],
+)
+async def test_every_node_kills_its_sessions_at_every_turn(
+    fake: FakeCluster, readonly: bool, after: str | None
+) -> None:
+    """Every node ends every session after k loop turns: the cluster serves again."""
+
+    async def borrow(cluster: ClusterPool) -> None:
+        async with cluster.connection(readonly, after=after) as conn:
+            await conn.query()
+
+    async def run_once(k: int) -> bool:
+        async with make_cluster(fake) as cluster:
+            await host_of(cluster)
+            task = asyncio.ensure_future(borrow(cluster))
+            await turns(k)
+            finished = task.done()
+            for host in HOSTS:
+                fake[host].kill_all()
+            try:
+                await task
+            except (mysql_errors.OperationalError, mysql_errors.InterfaceError):
+                assert not finished
             for pool in cluster.pools.values():
                 await settle(pool)
                 check_invariants(pool)
