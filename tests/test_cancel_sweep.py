@@ -27,6 +27,7 @@ from tests.support.pooltools import (
     cancel_sweep,
     check_invariants,
     fake_pool,
+    fault_after,
     settle,
     turns,
 )
@@ -241,14 +242,9 @@ async def test_server_kills_every_connection_at_every_turn(scenario: str) -> Non
         server = FakeServer()
         async with fake_pool(server, **settings) as pool:
             await settle(pool)
-            task = asyncio.create_task(borrow(pool))
-            await turns(k)
-            finished = task.done()
-            server.kill_all()
-            try:
-                await task
-            except QUERY_ERRORS:
-                assert not finished
+            finished = await fault_after(
+                k, borrow(pool), lambda _task: server.kill_all(), expected=QUERY_ERRORS
+            )
             await _after_the_run(pool, server)
         return finished
 

@@ -20,7 +20,13 @@ from asyncmy import errors as mysql_errors
 
 from aiopool import AsyncConnectionPool
 from tests.support.faultproxy import FaultProxy
-from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import (
+    cancel_after,
+    cancel_sweep,
+    check_invariants,
+    fault_after,
+    settle,
+)
 from tests.support.realdb import ScratchDatabase, connect_kwargs, execute
 
 
@@ -115,16 +121,13 @@ async def test_every_connection_reset_at_every_turn_on_the_real_server(
 
         async def run_once(k: int) -> bool:
             async with AsyncConnectionPool(url, min_size=1, max_size=2, **settings) as pool:
-                task = asyncio.ensure_future(borrow(pool, fail))
-                await turns(k)
-                finished = task.done()
-                proxy.reset_all()
-                try:
-                    await task
-                except Boom:
-                    pass
-                except LOST:
-                    assert not finished
+                finished = await fault_after(
+                    k,
+                    borrow(pool, fail),
+                    lambda _task: proxy.reset_all(),
+                    expected=LOST,
+                    allowed=(Boom,),
+                )
                 # The resets reach the pool's sockets a few loop turns later:
                 # until then nobody, the pool included, can know of them.
                 await asyncio.sleep(0.01)

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from time import monotonic
 from typing import Any
 
@@ -21,7 +21,13 @@ from aiopool._cluster_probe import NodeRole, NodeState, NodeStatus, SourceLink, 
 from aiopool._cluster_url import split_cluster_url
 from aiopool._cluster_watch import watch
 from tests.support.fakes import FakeConnection, FakeServer
-from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import (
+    cancel_after,
+    cancel_sweep,
+    check_invariants,
+    fault_after,
+    settle,
+)
 
 HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 URL = "mysql://app:secret@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/shop"
@@ -505,15 +511,24 @@ async def test_caller_cancellation_is_not_mistaken_for_a_reroute(fake: FakeClust
         assert await host_of(cluster) == "10.0.0.1"
 
 
+def _kill_every_session(fake: FakeCluster) -> Callable[[object], None]:
+    def kill(_task: object) -> None:
+        for host in HOSTS:
+            fake[host].kill_all()
+
+    return kill
+
+
+@pytest.mark.parametrize("fault", ["cancel", "kill"])
 @pytest.mark.parametrize(
     ("readonly", "after"),
     [(False, None), (True, None), (True, "0-1-42")],
     ids=["write", "read", "read-after-token"],
 )
-async def test_cancel_a_cluster_borrower_at_every_turn(
-    fake: FakeCluster, readonly: bool, after: str | None
+async def test_a_fault_at_every_turn_of_a_cluster_borrower(
+    fake: FakeCluster, readonly: bool, after: str | None, fault: str
 ) -> None:
-    """Cancelled after k loop turns, for every k: no node's pool is left lending."""
+    """The borrower cancelled, or every node ending every session, after k loop turns."""
 
     async def borrow(cluster: ClusterPool) -> None:
         async with cluster.connection(readonly, after=after) as conn:
@@ -522,44 +537,15 @@ async def test_cancel_a_cluster_borrower_at_every_turn(
     async def run_once(k: int) -> bool:
         async with make_cluster(fake) as cluster:
             await host_of(cluster)  # the topology is known, every node has its pool
-            finished = await cancel_after(k, borrow(cluster))
-            for pool in cluster.pools.values():
-                await settle(pool)
-                check_invariants(pool)
-            assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
-            assert await host_of(cluster) == "10.0.0.1"
-            assert await host_of(cluster, True) in HOSTS[1:]
-        return finished
-
-    assert await cancel_sweep(run_once) >= 2
-
-
-@pytest.mark.parametrize(
-    ("readonly", "after"),
-    [(False, None), (True, None), (True, "0-1-42")],
-    ids=["write", "read", "read-after-token"],
-)
-async def test_every_node_kills_its_sessions_at_every_turn(
-    fake: FakeCluster, readonly: bool, after: str | None
-) -> None:
-    """Every node ends every session after k loop turns: the cluster serves again."""
-
-    async def borrow(cluster: ClusterPool) -> None:
-        async with cluster.connection(readonly, after=after) as conn:
-            await conn.query()
-
-    async def run_once(k: int) -> bool:
-        async with make_cluster(fake) as cluster:
-            await host_of(cluster)
-            task = asyncio.ensure_future(borrow(cluster))
-            await turns(k)
-            finished = task.done()
-            for host in HOSTS:
-                fake[host].kill_all()
-            try:
-                await task
-            except (mysql_errors.OperationalError, mysql_errors.InterfaceError):
-                assert not finished
+            if fault == "cancel":
+                finished = await cancel_after(k, borrow(cluster))
+            else:
+                finished = await fault_after(
+                    k,
+                    borrow(cluster),
+                    _kill_every_session(fake),
+                    expected=(mysql_errors.OperationalError, mysql_errors.InterfaceError),
+                )
             for pool in cluster.pools.values():
                 await settle(pool)
                 check_invariants(pool)

@@ -24,7 +24,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from aiopool import AsyncConnectionPool, PoolTimeout
 from aiopool.sqlalchemy import AiopoolPool, UnsupportedArgument, create_async_engine
 from tests.support.faultproxy import FaultProxy
-from tests.support.pooltools import cancel_after, cancel_sweep, check_invariants, settle, turns
+from tests.support.pooltools import (
+    cancel_after,
+    cancel_sweep,
+    check_invariants,
+    fault_after,
+    settle,
+)
 from tests.support.realdb import ConnectionWatcher, ScratchDatabase, connect_kwargs, execute
 
 DEADLINE = 60.0  # "did not hang", never a timing assertion
@@ -430,14 +436,9 @@ async def test_every_connection_reset_at_every_turn_under_sqlalchemy(
                         session.add(Note(id=next(next_id), body="n"))
 
             async def run_once(k: int) -> bool:
-                task = asyncio.ensure_future(borrow())
-                await turns(k)
-                finished = task.done()
-                proxy.reset_all()
-                try:
-                    await task
-                except exc.DBAPIError:
-                    assert not finished
+                finished = await fault_after(
+                    k, borrow(), lambda _task: proxy.reset_all(), expected=(exc.DBAPIError,)
+                )
                 await asyncio.sleep(0.01)  # the resets reach the pool's sockets
                 await settled(p, engine)
                 await settle(p)

@@ -95,22 +95,36 @@ async def cancel_sweep(run_once: Callable[[int], Awaitable[bool]], limit: int = 
     raise AssertionError(f"still not finished after {limit} loop turns")
 
 
-async def cancel_after(
-    k: int, work: Awaitable[Any], *, allowed: tuple[type[BaseException], ...] = ()
+async def fault_after(
+    k: int,
+    work: Awaitable[Any],
+    fault: Callable[[asyncio.Future[Any]], object],
+    *,
+    expected: tuple[type[BaseException], ...] = (),
+    allowed: tuple[type[BaseException], ...] = (),
 ) -> bool:
-    """Run ``work`` as a task, cancel it after ``k`` loop turns; True if it had finished.
+    """Run ``work`` as a task, call ``fault(task)`` after ``k`` loop turns; True if it had finished.
 
-    Its own exceptions of the ``allowed`` types are swallowed; a task that
-    finished cannot have been cancelled.
+    The work may then fail with an ``expected`` exception, but only if it had
+    not finished before the fault; its own ``allowed`` exceptions are swallowed.
     """
     task = asyncio.ensure_future(work)
     await turns(k)
     finished = task.done()
-    task.cancel()
+    fault(task)
     try:
         await task
-    except asyncio.CancelledError:
-        assert not finished, "a finished task was cancelled"
+    except expected:
+        assert not finished, "a finished task failed from the fault"
     except allowed:
         pass
     return finished
+
+
+async def cancel_after(
+    k: int, work: Awaitable[Any], *, allowed: tuple[type[BaseException], ...] = ()
+) -> bool:
+    """``fault_after`` whose fault is cancelling the task."""
+    return await fault_after(
+        k, work, lambda task: task.cancel(), expected=(asyncio.CancelledError,), allowed=allowed
+    )
