@@ -37,7 +37,7 @@ from ._cluster_probe import NodeRole, NodeState, Probe, read_node_status
 from ._cluster_report import report
 from ._cluster_url import check_node_kwargs, split_cluster_url
 from ._cluster_watch import watching
-from ._config import ConnectOptions, _check_duration
+from ._config import ConnectOptions, _check_duration, check_factory_kwargs
 from ._health import _mysql_errors, errno_of, is_fatal_connect_error
 from ._opener import default_factory
 from ._pool import AsyncConnectionPool
@@ -65,6 +65,12 @@ _POOL_PARAMETERS = frozenset(inspect.signature(AsyncConnectionPool.__init__).par
 }
 
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
+
+
+def asyncmy_connect() -> Any:
+    import asyncmy
+
+    return asyncmy.connect
 
 
 class ClusterPool:
@@ -142,9 +148,26 @@ class ClusterPool:
             raise ValueError(f"name must be a string, got {type(name).__name__}")
         self.name: str = name or _default_name(options[0].kwargs, addresses)
         """The cluster's name in logs and errors (never shows the password)."""
+        if probe is not None and not callable(probe):
+            raise TypeError(f"probe must be an async function, got {type(probe).__name__}")
         self._probe: Probe = probe or read_node_status
         self._factory: ConnectionFactory = pool_kwargs.pop("connection_factory", None) or (
             default_factory
+        )
+        # The node pools see only the watching wrapper (**kwargs): check a typo
+        # such as max_sise=10 here, against the real factory, as a pool does.
+        check_factory_kwargs(
+            options[0].kwargs,
+            asyncmy_connect() if self._factory is default_factory else self._factory,
+            "asyncmy.connect()" if self._factory is default_factory else "the connection_factory",
+            [
+                *_POOL_PARAMETERS,
+                "refresh_interval",
+                "max_replica_lag",
+                "probe_timeout",
+                "gtid_wait_timeout",
+                "probe",
+            ],
         )
         nodes = []
         for address, opts in zip(addresses, options, strict=True):

@@ -99,6 +99,20 @@ def redact_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _unescaped_hint(parts: Any) -> str:
+    # urlsplit ends the host part at the first '/', '?' or '#': one inside the
+    # password leaves ':pass' looking like a port, and an '@' further on.
+    if "@" in f"{parts.path}?{parts.query}#{parts.fragment}":
+        return (
+            "; if the password contains '/', '?', '#' or '@', escape them with %XX "
+            "('/' is %2F, '?' %3F, '#' %23, '@' %40)"
+        )
+    return ""
+
+
 def parse_url(url: str) -> dict[str, Any]:
     """Turn a ``mysql://`` or ``mariadb://`` URL into ``asyncmy.connect`` keywords.
 
@@ -117,9 +131,17 @@ def parse_url(url: str) -> dict[str, Any]:
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"url {shown!r} has a bad port (expected a number 1-65535)") from None
+        raise ValueError(
+            f"url {shown!r} has a bad port (expected a number 1-65535){_unescaped_hint(parts)}"
+        ) from None
     if port == 0:
         raise ValueError(f"url {shown!r} has a bad port (expected a number 1-65535)")
+    for what, text in (("user", parts.username), ("password", parts.password)):
+        if text is not None and _BAD_ESCAPE.search(text):
+            raise ValueError(
+                f"url {shown!r}: the {what} has a '%' that is not a %XX escape; "
+                "write a literal '%' as %25"
+            )
     kwargs: dict[str, Any] = {}
     if parts.hostname:
         kwargs["host"] = unquote(parts.hostname)
@@ -243,9 +265,31 @@ class ConnectOptions:
         if url is not None and not isinstance(url, str):
             raise ValueError(f"url must be a string or None, got {type(url).__name__}")
         merged: dict[str, Any] = parse_url(url) if url else {}
+        overrides = dict(overrides)
+        if "db" in overrides:
+            # db= is asyncmy's alias of database=: as a keyword it wins over the URL.
+            db = overrides.pop("db")
+            if "database" in overrides and overrides["database"] != db:
+                raise ValueError(
+                    f"db={db!r} and database={overrides['database']!r} disagree; "
+                    "pass only database="
+                )
+            overrides.setdefault("database", db)
         merged.update(overrides)
-        if "db" in merged and "database" not in merged:
-            merged["database"] = merged.pop("db")
+        for key in ("host", "user", "database", "unix_socket", "charset"):
+            value = merged.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+        charset = merged.get("charset")
+        if charset:
+            from asyncmy.charset import charset_by_name
+
+            if charset_by_name(charset) is None:
+                raise ValueError(f"charset={charset!r} is not a character set asyncmy knows")
+        if merged.get("read_timeout") is not None:
+            merged["read_timeout"] = _check_duration(
+                "read_timeout", merged["read_timeout"], allow_zero=False, allow_inf=False
+            )
         if "port" in merged:
             port = merged["port"]
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:

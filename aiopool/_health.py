@@ -40,8 +40,10 @@ logger = logging.getLogger("aiopool")
 DISCONNECT_ERRNOS = frozenset({1053, 1927, 2006, 2013, 2014, 2055, 4031})
 
 # Opening errors that retrying will not fix: access denied (1044, 1045, 1698),
-# unknown database (1049), auth plugin problems (1251, 2059).
-FATAL_CONNECT_ERRNOS = frozenset({1044, 1045, 1049, 1251, 1698, 2059})
+# unknown database (1049), auth plugin problems (1251, 2059), and a connect
+# setting the server refuses (init_command= with a syntax error 1064, an
+# unknown variable 1193, a bad sql_mode= or other value 1231).
+FATAL_CONNECT_ERRNOS = frozenset({1044, 1045, 1049, 1064, 1193, 1231, 1251, 1698, 2059})
 
 
 @functools.cache

@@ -274,7 +274,13 @@ class Opener:
         try:
             if self._configure is not None:
                 async with asyncio.timeout(timeout):
-                    await self._configure(conn)
+                    pending = self._configure(conn)
+                    if not inspect.isawaitable(pending):
+                        raise TypeError(
+                            "configure must be an async function (async def configure(conn)); "
+                            f"it returned {type(pending).__name__}, not an awaitable"
+                        )
+                    await pending
                 if conn.get_transaction_status():
                     raise PoolError(
                         "the configure callback left a transaction open; "

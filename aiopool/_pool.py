@@ -175,6 +175,23 @@ class AsyncConnectionPool:
             leak_threshold = check_timeout("leak_threshold", leak_threshold)
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
+        for arg, value in (
+            ("configure", configure),
+            ("check", check),
+            ("reset", reset),
+            ("reconnect_failed", reconnect_failed),
+            ("connection_factory", connection_factory),
+        ):
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"{arg} must be a callable (an async function), got {type(value).__name__}"
+                )
+        if not isinstance(reset_session, bool):
+            raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
+        if isinstance(listeners, str | bytes) or not isinstance(listeners, Iterable):
+            raise TypeError(
+                f"listeners must be a list of listener objects, got {type(listeners).__name__}"
+            )
         self.name: str = name or options.address
         """The pool's name, in logs, errors and metrics (never shows the password)."""
         self._options = options
@@ -261,6 +278,10 @@ class AsyncConnectionPool:
         instead, for a server that is still starting (containers, CI).
         """
         loop = asyncio.get_running_loop()
+        # Checked before the pool starts: a bad argument must leave it unopened.
+        limit = check_timeout(
+            "timeout", self._ledger.limits.timeout if timeout is None else timeout
+        )
         state = self._ledger.state
         if state == OPEN:
             self._check_loop(loop)
@@ -271,8 +292,6 @@ class AsyncConnectionPool:
         else:
             raise PoolClosed(f"pool {self.name!r} is closed; create a new pool to reconnect")
         if wait:
-            limit = self._ledger.limits.timeout if timeout is None else timeout
-            limit = check_timeout("timeout", limit)
             try:
                 await self._wait_ready(limit, wait_for_server)
             except BaseException:
@@ -373,6 +392,9 @@ class AsyncConnectionPool:
         if ledger.state == NEW:
             ledger.close_unopened()
             return
+        # From another loop (or thread) the closing work would wait forever on
+        # this loop's futures, or corrupt it: refuse before changing anything.
+        self._check_loop(asyncio.get_running_loop())
         if ledger.state == CLOSING:
             assert self._closed_event is not None
             await self._closed_event.wait()
@@ -587,20 +609,38 @@ class AsyncConnectionPool:
         # locally closed one (cancelled) here.  connection()'s return
         # (ConnectionContext.__aexit__) has the same test: a shared helper
         # would cost this path a call, 4 % of an acquire + release pair.
-        if self._fast_return and conn.connected and not conn.get_transaction_status():
-            result = conn._result
-            if result is None or not (result.unbuffered_active or result.has_next):
-                slot = self._return_clean(conn, monotonic())
-                if slot is None:
-                    raise self._not_lent_error(conn)
-                if self._return_hooks:
-                    self._report_return(slot)
-                return
+        # The path does not test the caller's thread and loop: that test
+        # costs 6 % of a pair (callgrind), and like asyncio itself (which
+        # checks threads only in debug mode), asyncpg and psycopg_pool, the
+        # pool trusts the caller here; the slow return, which needs the
+        # pool's loop, checks it.  The try costs nothing (zero-cost since 3.11).
+        try:
+            if self._fast_return and conn.connected and not conn.get_transaction_status():
+                result = conn._result
+                if result is None or not (result.unbuffered_active or result.has_next):
+                    slot = self._return_clean(conn, monotonic())
+                    if slot is None:
+                        raise self._not_lent_error(conn)
+                    if self._return_hooks:
+                        self._report_return(slot)
+                    return
+        except AttributeError:
+            if id(conn) in self._ledger.lent:
+                raise
+            raise self._not_lent_error(conn) from None  # not a connection at all
+        self._check_release_loop(conn)
         await self._return_slow(conn, None, None)
 
     def _report_return(self, slot: Slot) -> None:
         outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
         self._listeners.emit(self._listeners.release, ReleaseEvent(self.name, slot.held, outcome))
+
+    def _check_release_loop(self, conn: Connection) -> None:
+        """Off the fast path: the loop check, and a release of a connection not lent."""
+        if self._ledger.state in (OPEN, CLOSING):
+            self._check_loop(asyncio.get_running_loop())
+        if id(conn) not in self._ledger.lent:
+            raise self._not_lent_error(conn)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:
         return PoolError(

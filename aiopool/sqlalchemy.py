@@ -49,6 +49,7 @@ try:  # SQLAlchemy 2.1 renamed await_only (kept as an alias until 2.2)
 except ImportError:  # pragma: no cover - SQLAlchemy 2.0
     from sqlalchemy.util.concurrency import await_only as await_
 
+from ._common import check_timeout
 from ._pool import AsyncConnectionPool
 from ._protocols import Connection
 from .errors import PoolTimeout
@@ -141,6 +142,12 @@ class AiopoolPool(Pool):
                 "AiopoolPool needs the AsyncConnectionPool to borrow from: "
                 "pass aiopool=pool (create_engine: poolclass=AiopoolPool, aiopool=pool)"
             )
+        if not isinstance(aiopool, AsyncConnectionPool):
+            raise sa_exc.ArgumentError(
+                f"aiopool= must be an aiopool.AsyncConnectionPool, got {type(aiopool).__name__}"
+            )
+        if timeout is not None:
+            check_timeout("pool_timeout", timeout)
         for name, value, unset in (
             ("pool_size", pool_size, None),
             ("max_overflow", max_overflow, None),
