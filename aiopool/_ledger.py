@@ -520,21 +520,32 @@ class Ledger:
         retire: list[tuple[Slot, CloseReason]] = []
         keep: deque[Slot] = deque()
         surplus = self.size - lim.min_size
+        # Idle connections already seen dead leave in this round whatever else
+        # is decided: count them out of the surplus first, or the round closes
+        # as many healthy ones on top and leaves the pool below min_size.
+        for slot in self.idle:
+            conn = slot.conn
+            assert conn is not None
+            if not conn.connected or conn._stream_broken:
+                surplus -= 1
         # Oldest-used first (the stack's bottom): shrinking closes the least needed.
         for slot in self.idle:
             conn = slot.conn
             assert conn is not None
+            dead = not conn.connected or conn._stream_broken  # counted above
             if slot.generation != self.generation:
                 retire.append((slot, "drain"))
-                surplus -= 1
+                if not dead:
+                    surplus -= 1
             elif now >= slot.expires_at:
                 retire.append((slot, "lifetime"))
-                surplus -= 1
+                if not dead:
+                    surplus -= 1
+            elif dead:
+                ping.append(slot)  # seen dead already: the ping worker drops it, no round trip
             elif surplus > 0 and now - slot.idle_since >= lim.max_idle:
                 retire.append((slot, "idle"))
                 surplus -= 1
-            elif not conn.connected or conn._stream_broken:
-                ping.append(slot)  # seen dead already: the ping worker drops it, no round trip
             elif keepalive is not None and now - slot.idle_since >= keepalive:
                 ping.append(slot)
             else:
