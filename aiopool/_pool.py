@@ -331,7 +331,8 @@ class AsyncConnectionPool:
 
         def ready() -> bool:
             return (
-                ledger.size - ledger.opening >= want
+                ledger.state != OPEN  # close() ran meanwhile: nothing will come
+                or ledger.size - ledger.opening >= want
                 or backoff.fatal_error is not None
                 or unreachable()
             )
@@ -343,6 +344,8 @@ class AsyncConnectionPool:
                 f"{timeout:g} s ({have} ready); last connection error: "
                 f"{describe(backoff.last_error)}"
             ) from backoff.last_error
+        if ledger.state != OPEN:
+            raise PoolClosed(f"pool {self.name!r} was closed while open() waited for it")
         if backoff.fatal_error is not None:
             raise backoff.fatal_error
         if ledger.size - ledger.opening < want and unreachable():
@@ -412,8 +415,13 @@ class AsyncConnectionPool:
         try:
             await self._stop_background_tasks()
             await self._closer.wait_closing()
+            # One deadline for the borrowers and for the pool's own work in
+            # flight (a ping, a check, a return): on a hung link each of those
+            # may take connect_timeout, and close() must not wait twice.
+            deadline = monotonic() + timeout
             await self._wait_borrowers(timeout)
-            await self._tasks.wait(timeout)
+            await self._tasks.wait(max(0.0, deadline - monotonic()))
+            await self._cut_short()
         finally:
             self._close_everything_left()
             assert self._closed_event is not None
@@ -434,15 +442,34 @@ class AsyncConnectionPool:
         if await self._wait_until(ledger.is_quiet, timeout):
             return
         stuck = list(ledger.lent.values())
+        busy = len(self._tasks.tasks)
         logger.warning(
-            "pool %r: %d connection(s) still in use %g s after close(); closing them",
+            "pool %r: %d connection(s) still in use and %d pool task(s) (checks, returns, "
+            "closes) still running %g s after close(); closing them",
             self.name,
             len(stuck),
+            busy,
             timeout,
         )
         for slot in stuck:
             # Left lent: the borrower's release() finishes the accounting.
             drop_socket(slot)
+        await self._cut_short()
+
+    async def _cut_short(self) -> None:
+        """Cancel the pool's work still running and let it end before close() returns.
+
+        Each task's done-callback closes the slot it owned, so close() returns
+        with every socket closed rather than a loop turn or more later (never,
+        if the caller stops the loop then).  A cancelled task ends at its next
+        step; the bound only guards against one that swallows cancellation.
+        """
+        tasks = list(self._tasks.tasks)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1.0)
 
     def _close_everything_left(self) -> None:
         self._tasks.cancel_all()  # done-callbacks close what each task owned
@@ -720,7 +747,14 @@ class AsyncConnectionPool:
                 self._checker.recheck_idle(slot, run_check=True),
                 functools.partial(self._closer.reclaim, slot),
             )
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not task.cancelled() or (current is not None and current.cancelling()):
+                    raise  # the caller itself was cancelled
+                # close() cut the check short: the caller was not cancelled.
+                raise PoolClosed(f"pool {self.name!r} was closed during check()") from None
 
     # ------------------------------------------------------------------ listeners
 

@@ -67,7 +67,14 @@ class Returner:
 
     async def finish(self, slot: Slot, held: float, exc: BaseException | None) -> None:
         """Decide what the return does, do the round trips it needs, settle the slot."""
-        outcome = await self._settle(slot, exc)
+        try:
+            outcome = await self._settle(slot, exc)
+        except asyncio.CancelledError:
+            # Only the pool cancels its own tasks: close() cut this return
+            # short (a round trip on a hung link); the task's done-callback
+            # closes the slot.  The borrower awaiting it (shielded) was not
+            # cancelled, so it must not see CancelledError: it returns.
+            return
         if self._listeners.release:
             self._listeners.emit(self._listeners.release, ReleaseEvent(self._name, held, outcome))
         await self._notify()
