@@ -75,8 +75,8 @@ class ClusterConnection:
                 return conn
             if await self._replica_caught_up(conn, after, deadline):
                 return conn
-            # The replica did not catch up in time: the primary has the write.
-            await self.__aexit__(None, None, None)
+            # The replica did not catch up in time (its connection is back in
+            # its pool, or closed): the primary has the write.
             write, after = True, None
 
     async def _borrow(self, node: ClusterNode, write: bool, deadline: float) -> Connection | None:
@@ -110,16 +110,33 @@ class ClusterConnection:
         return conn
 
     async def _replica_caught_up(self, conn: Connection, after: str, deadline: float) -> bool:
-        """Wait until the replica applied ``after``; False if it did not in time."""
-        wait = min(self._cluster._gtid_wait, max(0.0, deadline - monotonic()))
+        """Wait until the replica applied ``after``; False (the loan ended) if it did not in time.
+
+        ``MASTER_GTID_WAIT`` times out on the server; a replica that stops
+        answering (partition, stalled host) would never send that answer, so
+        the wait is also bounded here: by the server's wait plus one probe
+        timeout, and by the request's deadline.  A wait cut short leaves the
+        connection mid-command: the node pool closes it.
+        """
+        cluster = self._cluster
+        left = max(0.0, deadline - monotonic())
+        wait = min(cluster._gtid_wait, left)
+        limit = min(left, wait + cluster._probe_timeout)
+        bound = asyncio.timeout(limit)
         try:
-            async with conn.cursor() as cur:
-                await cur.execute(_REPLICA_WAIT_SQL, (after, wait))
-                row = await cur.fetchone()
+            async with bound:
+                async with conn.cursor() as cur:
+                    await cur.execute(_REPLICA_WAIT_SQL, (after, wait))
+                    row = await cur.fetchone()
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, TimeoutError) and bound.expired():
+                return False
             raise
-        return row is not None and row[0] is not None and int(row[0]) == 0
+        if row is not None and row[0] is not None and int(row[0]) == 0:
+            return True
+        await self.__aexit__(None, None, None)
+        return False
 
     async def _galera_caught_up(self, conn: Connection, deadline: float) -> None:
         """Wait until this Galera node applied every write committed before now.

@@ -50,6 +50,10 @@ class FakeCursor:
     async def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         self.node.statements.append((sql, args))
         if sql.startswith("SELECT MASTER_GTID_WAIT"):
+            if self.node.silent:  # a partition: the server's answer never arrives
+                await asyncio.Event().wait()
+            for _ in range(self.node.wait_turns):
+                await self.conn.query(begin=False)
             await self.conn.query(min(self.node.catch_up_after, args[1]), begin=False)
             self.row = (0 if self.node.catch_up_after <= args[1] else -1,)
         elif sql == "SELECT @@last_gtid, @@wsrep_on":
@@ -80,6 +84,8 @@ class FakeNode(FakeServer):
         self.probes = 0
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.catch_up_after = 0.0  # seconds MASTER_GTID_WAIT takes to succeed
+        self.silent = False  # MASTER_GTID_WAIT never answers
+        self.wait_turns = 0  # extra round trips MASTER_GTID_WAIT takes
         self.last_gtid = ""
 
     async def connect(self, **kwargs: Any) -> FakeConnection:
@@ -625,6 +631,73 @@ async def test_read_after_token_falls_back_to_the_primary(fake: FakeCluster) -> 
             assert await host_of(cluster, True, after="0-1-42") == "10.0.0.1"
         assert [n.stats.pool_in_use for n in cluster.topology()] == [0, 0, 0]
         assert await host_of(cluster, True) != "10.0.0.1", "plain reads still use replicas"
+
+
+async def test_a_silent_replica_cannot_hold_a_read_after_token_past_its_timeout(
+    fake: FakeCluster,
+) -> None:
+    """MASTER_GTID_WAIT's timeout runs on the server: a replica cut off mid-wait
+    never answers.  The read falls back to the primary once the server's wait
+    and a probe timeout passed, within the request's timeout."""
+    async with make_cluster(fake, gtid_wait_timeout=0.1, probe_timeout=0.2) as cluster:
+        for host in HOSTS[1:]:
+            fake[host].silent = True
+        started = monotonic()
+        async with asyncio.timeout(5):
+            assert await host_of(cluster, True, after="0-1-42", timeout=2.0) == "10.0.0.1"
+        assert monotonic() - started < 1.0
+        nodes = cluster.topology()
+        assert [n.stats.pool_in_use for n in nodes] == [0, 0, 0]
+        assert sum(n.stats.returns_bad for n in nodes) == 1, "the cut-short connection is closed"
+        assert all(n.busy == 0 for n in cluster._nodes)
+        for node in cluster._nodes:
+            check_invariants(node.pool)
+
+
+@pytest.mark.parametrize("fault", ["cancel", "lost", "cancel+lost"])
+async def test_a_fault_at_every_turn_of_a_read_after_token(fake: FakeCluster, fault: str) -> None:
+    """Cancel the borrower, lose the replicas' connections, or both at once, at
+    every turn of a read that waits for its token; books exact after each run."""
+    for host in HOSTS[1:]:
+        fake[host].wait_turns = 5
+    async with make_cluster(fake, gtid_wait_timeout=0.05) as cluster:
+        in_wait: list[bool] = []
+
+        def hit(task: asyncio.Future[Any]) -> None:
+            # Did the fault land while a replica held the request in MASTER_GTID_WAIT?
+            in_wait.append(
+                not task.done()
+                and any("GTID_WAIT" in sql for h in HOSTS[1:] for sql, _ in fake[h].statements)
+            )
+            if "cancel" in fault:
+                task.cancel()
+            if "lost" in fault:
+                for host in HOSTS[1:]:
+                    fake[host].kill_all()
+
+        expected = (
+            asyncio.CancelledError,
+            mysql_errors.OperationalError,
+            mysql_errors.InterfaceError,
+            PoolTimeout,
+        )
+        for k in range(400):
+            for host in HOSTS[1:]:
+                fake[host].statements.clear()
+            finished = await fault_after(
+                k, host_of(cluster, True, after="0-1-42"), hit, expected=expected
+            )
+            for node in cluster._nodes:
+                await settle(node.pool)
+                check_invariants(node.pool)
+                assert node.busy == 0 and not node.watches, node.name
+            await until(lambda: all(n.state is NodeState.ONLINE for n in cluster._nodes))
+            assert await host_of(cluster, True) in HOSTS[1:]
+            if finished:
+                break
+        else:
+            raise AssertionError("never finished")
+        assert sum(in_wait) >= 5, f"the fault landed in the wait only {sum(in_wait)} times"
 
 
 async def test_galera_read_after_token_waits_for_causality(fake: FakeCluster) -> None:
