@@ -81,13 +81,16 @@ class Closer:
         """Weakref callback: a connection was garbage-collected; was it lent out?"""
         if not self._ledger.collected(slot):
             return  # closed and dropped by the pool itself
+        # Closed before the warning: under warnings-as-errors (-W error, pytest's
+        # filterwarnings) warn() raises, and the socket and the place must not
+        # be lost with it.
+        self._ledger.retire(slot, "returned_bad", monotonic(), polite=False)
         warnings.warn(
             f"aiopool: a connection from pool {self._name!r} was garbage-collected without "
             f"being returned; the pool closed it{describe_origin(slot.origin)}",
             ResourceWarning,
             stacklevel=2,
         )
-        self._ledger.retire(slot, "returned_bad", monotonic(), polite=False)
 
     async def wait_closing(self) -> None:
         """Wait for the polite closes under way (each bounded by ``QUIT_TIMEOUT``)."""

@@ -510,6 +510,14 @@ class Ledger:
         self.size -= 1
         self.grow(now)
 
+    def opener_not_started(self) -> None:
+        """An opener could not even start (the pool's loop is closed): free its place.
+
+        Without growing again: another opener would not start either.
+        """
+        self.opening -= 1
+        self.size -= 1
+
     # ------------------------------------------------------------------ maintenance
 
     def plan_maintenance(self, now: float) -> list[Slot]:

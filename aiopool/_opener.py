@@ -121,6 +121,12 @@ class Opener:
 
     def start(self, generation: int) -> None:
         """Open one connection in a pool task (the ledger counted its place)."""
+        if not self.tasks.usable():
+            # The loop is closed: a pool never closed whose lent connection was
+            # garbage-collected after asyncio.run() returned.  Nothing can open
+            # here; give the place back without asking the ledger to grow again.
+            self._ledger.opener_not_started()
+            return
         attempt = _Attempt()
         self.tasks.spawn(
             self._open_one(generation, attempt),

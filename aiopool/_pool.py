@@ -86,7 +86,14 @@ def _check_connect_kwargs(options: ConnectOptions, factory: ConnectionFactory | 
     else:
         target = factory
         label = f"the connection_factory {getattr(factory, '__qualname__', factory)!r}"
-    own = inspect.signature(AsyncConnectionPool.__init__).parameters
+    # Suggestions: the pool's keyword parameters, not ``self`` nor ``**connect_kwargs``
+    # (a misspelt keyword would otherwise be told "did you mean 'connect_kwargs'?").
+    own = [
+        name
+        for name, p in inspect.signature(AsyncConnectionPool.__init__).parameters.items()
+        if name != "self"
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
     check_factory_kwargs(options.kwargs, target, label, own)
 
 

@@ -155,3 +155,16 @@ def test_docs_include_the_tested_project_files() -> None:
     }
     for path in included:
         assert (root / path).is_file(), path
+
+
+def test_connection_left_checked_out_is_reported(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leak errors the test at teardown, saying what happened, at once (not after 5 s)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    result = run("leak")
+    result.assert_outcomes(passed=2, errors=1)
+    assert re.search(
+        r"ERROR \S+::test_keeps_a_connection - (Failed: )?aiopool_pool: "
+        r"1 connection\(s\) still checked out when the test ended",
+        result.stdout.str(),
+    )
+    assert result.duration < 5, "close() waited for the leaked connection"
