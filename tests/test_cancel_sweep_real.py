@@ -56,15 +56,6 @@ SCENARIOS: dict[str, tuple[Any, bool, dict[str, Any]]] = {
 }
 
 
-async def _sessions_left(scratch: ScratchDatabase, admin: Any) -> int:
-    # A closed session leaves PROCESSLIST a moment after the client hung up.
-    for _ in range(200):
-        if not await scratch.connections(admin):
-            return 0
-        await asyncio.sleep(0.01)
-    return len(await scratch.connections(admin))
-
-
 @pytest.fixture
 async def admin(scratch: ScratchDatabase) -> AsyncIterator[Any]:
     """A session outside the scratch database (so not counted), with a table ``t`` in it."""
@@ -98,7 +89,7 @@ async def test_cancel_a_borrower_at_every_turn_on_the_real_server(
         async with AsyncConnectionPool(scratch.url, min_size=1, max_size=2, **settings) as pool:
             finished = await cancel_after(k, borrow(pool, fail), allowed=(Boom,))
             await _still_right(pool)
-        assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+        assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
         return finished
 
     assert await cancel_sweep(run_once, limit=1000) >= 2
@@ -132,7 +123,7 @@ async def test_every_connection_reset_at_every_turn_on_the_real_server(
                 # until then nobody, the pool included, can know of them.
                 await asyncio.sleep(0.01)
                 await _still_right(pool)
-            assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+            assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
             return finished
 
         assert await cancel_sweep(run_once, limit=1000) >= 2

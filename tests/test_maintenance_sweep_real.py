@@ -60,15 +60,6 @@ async def proxy(scratch: ScratchDatabase) -> AsyncIterator[FaultProxy]:
         yield p
 
 
-async def _sessions_left(scratch: ScratchDatabase, admin: Any) -> int:
-    # A closed session leaves PROCESSLIST a moment after the client hung up.
-    for _ in range(200):
-        if not await scratch.connections(admin):
-            return 0
-        await asyncio.sleep(0.01)
-    return len(await scratch.connections(admin))
-
-
 class BooksWatch:
     """Checks at every loop turn that ``idle + in use + opening <= size <= max_size``."""
 
@@ -205,8 +196,7 @@ async def _pool_run(
 ) -> Run:
     run = Run()
     before = proxy.total_connections
-    pool = AsyncConnectionPool(url, connect_timeout=2, **settings)
-    pool._ledger.backoff = Backoff(FAST_FIRST, FAST_CAP)
+    pool = _fast_pool(url, settings)
     try:
         if not open_in_job:
             await pool.open()
@@ -243,9 +233,30 @@ async def _pool_run(
     finally:
         await pool.close()
     assert pool._ledger.size == 0, pool
-    assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
     run.extra["total"] = proxy.total_connections - before
     return run
+
+
+def _fast_pool(url: str, settings: dict[str, Any]) -> AsyncConnectionPool:
+    """A pool for the sweeps: a fast back-off, so hundreds of runs fit."""
+    pool = AsyncConnectionPool(url, connect_timeout=2, **settings)
+    pool._ledger.backoff = Backoff(FAST_FIRST, FAST_CAP)
+    return pool
+
+
+async def _closed_clean(pool: AsyncConnectionPool, scratch: ScratchDatabase, admin: Any) -> None:
+    """After close(): nothing on the books, no pool task left, no session on the server."""
+    assert pool.closed
+    assert pool._ledger.size == 0, pool
+    assert not pool._tasks.tasks and not pool._opener.tasks.tasks, pool
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
+
+
+def _landed_mid_job(runs: list[Run], fault: str, job: str, *, reset: bool = False) -> None:
+    """The sweep is not vacuous: its fault hit the job while it ran, twice at least."""
+    hits = [r for r in runs if r.landed and (r.reset or not reset) and not r.finished]
+    assert len(hits) >= 2, f"{fault} never landed during the {job} ({len(runs)} runs)"
 
 
 async def _sweep(run_once: Callable[[int], Awaitable[Run]], limit: int = 400) -> list[Run]:
@@ -258,6 +269,44 @@ async def _sweep(run_once: Callable[[int], Awaitable[Run]], limit: int = 400) ->
 
     await cancel_sweep(once, limit=limit)
     return runs
+
+
+async def _pool_sweep(
+    proxy: FaultProxy,
+    scratch: ScratchDatabase,
+    admin: Any,
+    *,
+    settings: dict[str, Any],
+    prepare: Job,
+    job: Job,
+    landed: Landed,
+    open_in_job: bool = False,
+    cancel: bool = False,
+) -> None:
+    """``_pool_run`` at every turn until the job finishes first; its fault must have landed."""
+    url = proxy.url_for(scratch.url)
+
+    async def run_once(k: int) -> Run:
+        return await _pool_run(
+            url,
+            proxy,
+            scratch,
+            admin,
+            k,
+            settings=settings,
+            prepare=prepare,
+            job=job,
+            landed=landed,
+            connect_budget=3 * settings["max_size"],
+            open_in_job=open_in_job,
+            cancel=cancel,
+        )
+
+    runs = await _sweep(run_once)
+    if cancel:
+        _landed_mid_job(runs, "the cancellation", "job")
+    else:
+        _landed_mid_job(runs, "the resets", "job", reset=True)
 
 
 def _age_idle(pool: AsyncConnectionPool, *, idle_for: float = 0.0, expire: bool = False) -> None:
@@ -355,39 +404,6 @@ MAINTENANCE: dict[str, tuple[dict[str, Any], Job, Landed]] = {
 }
 
 
-@pytest.mark.parametrize("scenario", list(MAINTENANCE))
-async def test_every_connection_reset_at_every_turn_of_a_maintenance_round(
-    proxy: FaultProxy, scratch: ScratchDatabase, admin: Any, scenario: str
-) -> None:
-    settings, prepare, landed = MAINTENANCE[scenario]
-    url = proxy.url_for(scratch.url)
-
-    async def run_once(k: int) -> Run:
-        async def prep(pool: AsyncConnectionPool) -> None:
-            proxy_of[pool] = proxy
-            try:
-                await prepare(pool)
-            finally:
-                proxy_of.pop(pool, None)
-
-        return await _pool_run(
-            url,
-            proxy,
-            scratch,
-            admin,
-            k,
-            settings=settings,
-            prepare=prep,
-            job=_round_then_quiet,
-            landed=landed,
-            connect_budget=3 * settings["max_size"],
-        )
-
-    runs = await _sweep(run_once)
-    hits = [r for r in runs if r.landed and r.reset and not r.finished]
-    assert len(hits) >= 2, f"the resets never landed during the job ({len(runs)} runs)"
-
-
 def _prep_with_proxy(prepare: Job, proxy: FaultProxy) -> Job:
     async def prep(pool: AsyncConnectionPool) -> None:
         proxy_of[pool] = proxy
@@ -399,31 +415,23 @@ def _prep_with_proxy(prepare: Job, proxy: FaultProxy) -> Job:
     return prep
 
 
+@pytest.mark.parametrize("fault", ["reset", "cancel"])
 @pytest.mark.parametrize("scenario", list(MAINTENANCE))
-async def test_cancel_a_maintenance_round_at_every_turn(
-    proxy: FaultProxy, scratch: ScratchDatabase, admin: Any, scenario: str
+async def test_reset_or_cancel_at_every_turn_of_a_maintenance_round(
+    proxy: FaultProxy, scratch: ScratchDatabase, admin: Any, scenario: str, fault: str
 ) -> None:
+    """Every connection reset, or the round cancelled, at each turn of the round."""
     settings, prepare, landed = MAINTENANCE[scenario]
-    url = proxy.url_for(scratch.url)
-
-    async def run_once(k: int) -> Run:
-        return await _pool_run(
-            url,
-            proxy,
-            scratch,
-            admin,
-            k,
-            settings=settings,
-            prepare=_prep_with_proxy(prepare, proxy),
-            job=_round_then_quiet,
-            landed=landed,
-            connect_budget=3 * settings["max_size"],
-            cancel=True,
-        )
-
-    runs = await _sweep(run_once)
-    hits = [r for r in runs if r.landed and not r.finished]
-    assert len(hits) >= 2, f"the resets never landed during the job ({len(runs)} runs)"
+    await _pool_sweep(
+        proxy,
+        scratch,
+        admin,
+        settings=settings,
+        prepare=_prep_with_proxy(prepare, proxy),
+        job=_round_then_quiet,
+        landed=landed,
+        cancel=fault == "cancel",
+    )
 
 
 @pytest.mark.parametrize("also_reset", [False, True], ids=["close", "reset-and-close"])
@@ -436,8 +444,7 @@ async def test_close_the_pool_at_every_turn_of_a_maintenance_round(
 
     async def run_once(k: int) -> Run:
         run = Run()
-        pool = AsyncConnectionPool(url, connect_timeout=2, **settings)
-        pool._ledger.backoff = Backoff(FAST_FIRST, FAST_CAP)
+        pool = _fast_pool(url, settings)
         closing: list[asyncio.Future[None]] = []
         try:
             await pool.open()
@@ -465,15 +472,11 @@ async def test_close_the_pool_at_every_turn_of_a_maintenance_round(
                     await closing[0]
         finally:
             await pool.close()
-        assert pool.closed
-        assert pool._ledger.size == 0, pool
-        assert not pool._tasks.tasks and not pool._opener.tasks.tasks, pool
-        assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+        await _closed_clean(pool, scratch, admin)
         return run
 
     runs = await _sweep(run_once)
-    hits = [r for r in runs if r.landed and not r.finished]
-    assert len(hits) >= 2, f"the close never landed during the job ({len(runs)} runs)"
+    _landed_mid_job(runs, "the close", "job")
 
 
 # ---------------------------------------------------------------------------- operations
@@ -552,26 +555,16 @@ async def test_every_connection_reset_at_every_turn_of_a_pool_operation(
     proxy: FaultProxy, scratch: ScratchDatabase, admin: Any, operation: str
 ) -> None:
     settings, prepare, job, landed, open_in_job = OPERATIONS[operation]
-    url = proxy.url_for(scratch.url)
-
-    async def run_once(k: int) -> Run:
-        return await _pool_run(
-            url,
-            proxy,
-            scratch,
-            admin,
-            k,
-            settings=settings,
-            prepare=prepare,
-            job=job,
-            landed=landed,
-            connect_budget=3 * settings["max_size"],
-            open_in_job=open_in_job,
-        )
-
-    runs = await _sweep(run_once)
-    hits = [r for r in runs if r.landed and r.reset and not r.finished]
-    assert len(hits) >= 2, f"the resets never landed during the job ({len(runs)} runs)"
+    await _pool_sweep(
+        proxy,
+        scratch,
+        admin,
+        settings=settings,
+        prepare=prepare,
+        job=job,
+        landed=landed,
+        open_in_job=open_in_job,
+    )
 
 
 # ---------------------------------------------------------------------------- close on a hung link
@@ -663,7 +656,7 @@ async def test_close_cuts_work_on_a_hung_link_short_within_its_timeout(
     if "still in use" in caplog.text and "pool task(s)" not in caplog.text:
         problems.append("misleading warning: " + caplog.text.strip())
     assert not problems, f"{work}: " + "; ".join(problems)
-    assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
 
 
 # ---------------------------------------------------------------------------- no connect storm
@@ -700,7 +693,7 @@ async def test_maintenance_refills_a_refusing_server_at_the_back_off_pace(
                 await _refilled(pool, within=10)
             check_invariants(pool)
             await _every_idle_connection_works(pool)
-    assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
 
 
 async def test_a_server_that_kills_new_connections_is_not_flooded(
@@ -733,7 +726,7 @@ async def test_a_server_that_kills_new_connections_is_not_flooded(
             await _refilled(pool, within=15)
             check_invariants(pool)
             await _every_idle_connection_works(pool)
-    assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"
 
 
 # ------------------------------------------------------------------------ close during operations
@@ -748,8 +741,7 @@ async def test_close_the_pool_at_every_turn_of_a_pool_operation(
 
     async def run_once(k: int) -> Run:
         run = Run()
-        pool = AsyncConnectionPool(url, connect_timeout=2, **settings)
-        pool._ledger.backoff = Backoff(FAST_FIRST, FAST_CAP)
+        pool = _fast_pool(url, settings)
         closing: list[asyncio.Future[None]] = []
         try:
             if not open_in_job:
@@ -770,15 +762,11 @@ async def test_close_the_pool_at_every_turn_of_a_pool_operation(
                     await closing[0]
         finally:
             await pool.close()
-        assert pool.closed
-        assert pool._ledger.size == 0, pool
-        assert not pool._tasks.tasks and not pool._opener.tasks.tasks, pool
-        assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+        await _closed_clean(pool, scratch, admin)
         return run
 
     runs = await _sweep(run_once)
-    hits = [r for r in runs if r.landed and not r.finished]
-    assert len(hits) >= 2, f"the close never landed during the operation ({len(runs)} runs)"
+    _landed_mid_job(runs, "the close", "operation")
 
 
 async def test_open_ends_at_once_when_the_pool_is_closed_meanwhile(
@@ -802,4 +790,4 @@ async def test_open_ends_at_once_when_the_pool_is_closed_meanwhile(
         pytest.fail("open() still waiting for min_size 4 s after close() returned")
     assert monotonic() - began < 1.0
     assert pool.closed and pool._ledger.size == 0
-    assert await _sessions_left(scratch, admin) == 0, "a session outlived close()"
+    assert await scratch.sessions_left(admin) == 0, "a session outlived close()"

@@ -63,6 +63,17 @@ class ScratchDatabase:
             )
             return [row[0] for row in await cur.fetchall()]
 
+    async def sessions_left(self, admin: Any) -> int:
+        """How many sessions still use the database, once closed ones had time to leave.
+
+        A closed session leaves PROCESSLIST a moment after the client hung up.
+        """
+        for _ in range(200):
+            if not await self.connections(admin):
+                return 0
+            await asyncio.sleep(0.01)
+        return len(await self.connections(admin))
+
 
 class ConnectionWatcher:
     """Samples the server's count of a scratch database's sessions while a test runs."""
