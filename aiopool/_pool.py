@@ -53,7 +53,7 @@ from ._reset import baseline_sql
 from ._returner import Returner
 from ._slot import Slot
 from ._stats import PoolStats
-from ._tasks import TaskSet
+from ._tasks import TaskSet, outcome_of
 from ._waiters import Waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
 from .events import AcquireEvent, ReleaseEvent, ReleaseOutcome, TimeoutEvent
@@ -694,7 +694,7 @@ class AsyncConnectionPool:
             raise self._not_lent_error(conn)
         work = self._returner.finish(slot, slot.held, exc)
         task = self._tasks.spawn(work, functools.partial(self._closer.reclaim, slot))
-        return asyncio.shield(task)
+        return outcome_of(task)
 
     # ------------------------------------------------------------------ context manager
 

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["TaskSet"]
+__all__ = ["TaskSet", "outcome_of"]
 
 
 class TaskSet:
@@ -59,3 +59,27 @@ class TaskSet:
     def forget(self) -> None:
         """After fork(): the tasks belong to the parent's loop."""
         self.tasks.clear()
+
+
+def outcome_of(task: asyncio.Task[None]) -> asyncio.Future[None]:
+    """What a caller awaits for a pool task doing its work: the task, shielded.
+
+    As ``asyncio.shield(task)``, cancelling the caller leaves the task
+    running; unlike it, the task being cancelled ends the wait normally.
+    Only the pool cancels its own tasks (``close()`` cutting the work short,
+    possibly before the task's first step, where the task cannot catch it),
+    and the caller, who was not cancelled, must not see ``CancelledError``.
+    """
+    outer: asyncio.Future[None] = task.get_loop().create_future()
+
+    def settle(done: asyncio.Task[None]) -> None:
+        error = None if done.cancelled() else done.exception()  # retrieved either way
+        if outer.done():
+            return  # the caller was cancelled meanwhile
+        if error is None:
+            outer.set_result(None)
+        else:
+            outer.set_exception(error)
+
+    task.add_done_callback(settle)
+    return outer

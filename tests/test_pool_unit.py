@@ -52,10 +52,10 @@ async def test_fast_paths_follow_the_gate_through_the_life_cycle(server: FakeSer
             self.events += 1
 
     pool = fake_pool(server, min_size=1)
-    assert pool._gate.loop is None and pool._loop is None
+    assert pool._gate.loop is None
     async with pool:
         assert pool._gate.loop is asyncio.get_running_loop()
-        assert pool._fast_return and pool._gate.fast_return
+        assert pool._gate.fast_return
         assert_gate_copies(pool)
         listener = Counting()
         pool.add_listener(listener)
@@ -495,6 +495,47 @@ async def test_close_wakes_waiters_and_closes_everything(server: FakeServer) -> 
     with pytest.raises(PoolClosed):
         async with pool.connection():
             pass
+
+
+@pytest.mark.parametrize("how", ["release", "connection"])
+async def test_a_return_cut_short_by_close_before_it_starts_is_not_a_cancellation(
+    server: FakeServer, how: str
+) -> None:
+    # Found by test_pool_properties: a connection returned while close(timeout=0)
+    # runs, at the turn where close() cancels the return task before its first
+    # step (where the task cannot catch it).  The borrower was not cancelled:
+    # its release() returns, its block raises its own error.  The sweep over
+    # loop turns finds that turn whatever close() awaits on the way.
+    for turns in range(8):
+        pool = fake_pool(server, min_size=1, max_size=1)
+        await pool.open()
+        entered = asyncio.Event()
+        go = asyncio.Event()
+
+        async def block(
+            pool: AsyncConnectionPool, entered: asyncio.Event, go: asyncio.Event
+        ) -> None:
+            async with pool.connection():
+                entered.set()
+                await go.wait()
+                raise ValueError("the block's own error")
+
+        if how == "release":
+            conn = await pool.acquire()
+        else:
+            borrower = asyncio.create_task(block(pool, entered, go))
+            await entered.wait()
+        closing = asyncio.create_task(pool.close(timeout=0))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if how == "release":
+            await pool.release(conn)  # no CancelledError
+        else:
+            go.set()
+            with pytest.raises(ValueError, match="own error"):
+                await borrower
+        await closing
+        assert not server.live and pool._ledger.size == 0, turns
 
 
 async def test_using_a_pool_that_was_never_opened(server: FakeServer) -> None:
