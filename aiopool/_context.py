@@ -41,9 +41,10 @@ class ConnectionContext:
         ledger = gate.ledger
         loop = gate.loop
         conn = None
-        # acquire()'s fast path, here in compiled code: the caller runs in the
-        # pool's loop (its thread, and that loop running: one thread runs one
-        # loop at a time; ``gate.loop`` is None once closed) and the ledger has a
+        # acquire()'s fast path (Gate.lend_here), written out because a call
+        # costs the pure-Python build a frame: the caller runs in the pool's
+        # loop (its thread, and that loop running: one thread runs one loop at
+        # a time; ``gate.loop`` is None once closed) and the ledger has a
         # fresh idle connection with nobody queued.  Under load nothing is
         # idle: the clock read and the ledger call are skipped.
         if (

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
 from ._deadlines import Deadlines
 from ._ledger import Ledger
+from ._protocols import Connection
+from ._slot import Slot
 from ._waiters import Waiter, waiter_factory
 
 __all__ = ["Gate"]
@@ -28,6 +31,7 @@ __all__ = ["Gate"]
 # A Final module name is a C static in the compiled build, where an imported
 # one is looked up in the module's dict at every call (~150 instructions).
 get_ident: Final = threading.get_ident
+monotonic: Final = time.monotonic
 
 
 def _no_loop_yet() -> Waiter:
@@ -96,3 +100,39 @@ class Gate:
         if self.has_thread_id:
             return bool(loop._thread_id == get_ident())  # type: ignore[attr-defined]
         return self.loop_thread == get_ident() and loop.is_running()
+
+    def lend_here(self) -> Connection | None:
+        """``acquire()``'s fast path in one call: a fresh idle connection, or None.
+
+        None when the caller is not in the pool's running loop, somebody is
+        queued, or nothing idle is fresh: ``acquire()`` then takes the slow
+        path, which also tells a wrong loop apart.
+        """
+        # here() written out: in the pure-Python build each call is a frame.
+        ledger = self.ledger
+        loop = self.loop
+        if (
+            loop is not None
+            and ledger.idle
+            and (
+                loop._thread_id == get_ident()  # type: ignore[attr-defined]
+                if self.has_thread_id
+                else self.loop_thread == get_ident() and loop.is_running()
+            )
+        ):
+            return ledger.lend_fresh(monotonic())
+        return None
+
+    def return_here(self, conn: Connection) -> Slot | None:
+        """``release()``'s fast path in one call: the slot taken back, or None.
+
+        Taken back only when the return needs no round trip (see
+        ``ConnectionContext.__aexit__``); None sends ``release()`` to the slow
+        path, which also refuses a connection that is not lent.  Like the
+        interpreted test it replaces, no thread check (see ``release()``).
+        """
+        if self.fast_return and conn.connected and not conn.get_transaction_status():
+            result = conn._result
+            if result is None or not (result.unbuffered_active or result.has_next):
+                return self.ledger.return_clean(conn, monotonic())
+        return None

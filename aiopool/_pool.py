@@ -250,10 +250,11 @@ class AsyncConnectionPool:
         )
         ledger.bind(open=self._opener.start, close=self._closer.close, recheck=self._opener.recheck)
         # What the fast paths test: the pool's loop and their switches.  The
-        # gate holds them; acquire() and release(), interpreted, read the
-        # copies _gate_changed() keeps on the pool (an instance attribute
-        # costs them a specialised read, a compiled object's field a
-        # descriptor call: +11 % instructions per pair, callgrind).
+        # gate holds them, and acquire() and release(), interpreted, make one
+        # call into it each (Gate.lend_here, Gate.return_here: bound once in
+        # _gate_changed()); they read the hook switches from copies on the
+        # pool (an instance attribute costs them a specialised read, a
+        # compiled object's field a descriptor call).
         self._gate = Gate(ledger, self._deadlines)
         self._listeners_changed()
         self._opened_loop: asyncio.AbstractEventLoop | None = None
@@ -565,19 +566,14 @@ class AsyncConnectionPool:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        # The fast hand-out, written out here and in ConnectionContext.__aenter__:
-        # a shared helper would cost each a call, ~4 % of an acquire + release pair.
-        loop = self._loop
-        if loop is not None and (
-            loop._thread_id == _get_ident()  # type: ignore[attr-defined]
-            if self._loop_has_thread_id
-            else self._loop_thread == _get_ident() and loop.is_running()
-        ):
-            conn = self._lend_fresh(monotonic())
-            if conn is not None:
-                if self._lend_hooks:
-                    self._lent_now(conn, 0.0, False)
-                return conn
+        # The fast hand-out is one call into the gate (ConnectionContext.__aenter__
+        # has its own copy): compiled, it cut a pair by 3 % (asyncio) and 9 %
+        # (uvloop) instructions; in pure Python the extra frame costs 8 %.
+        conn = self._lend_here()
+        if conn is not None:
+            if self._lend_hooks:
+                self._lent_now(conn, 0.0, False)
+            return conn
         return await acquire_slow(self, timeout)
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
@@ -637,31 +633,26 @@ class AsyncConnectionPool:
         state is closed and replaced.  Releasing a connection twice, or one
         from another pool, raises ``PoolError`` and changes nothing.
         """
-        # Fast path: open pool, no reset configured, and the connection clean
-        # by the server's status flags: no round trip.  A socket that died
-        # while lent is caught at the next hand-out or maintenance round; a
-        # locally closed one (cancelled) here.  connection()'s return
-        # (ConnectionContext.__aexit__) has the same test: a shared helper
-        # would cost this path a call, 4 % of an acquire + release pair.
-        # The path does not test the caller's thread and loop: that test
-        # costs 6 % of a pair (callgrind), and like asyncio itself (which
-        # checks threads only in debug mode), asyncpg and psycopg_pool, the
-        # pool trusts the caller here; the slow return, which needs the
-        # pool's loop, checks it.  The try costs nothing (zero-cost since 3.11).
+        # Fast path (Gate.return_here; connection()'s return has its own copy):
+        # open pool, no reset configured, and the connection clean by the
+        # server's status flags: no round trip.  A socket that died while
+        # lent is caught at the next hand-out or maintenance round; a locally
+        # closed one (cancelled) here.  The path does not test the caller's
+        # thread and loop: that test costs 6 % of a pair (callgrind), and like
+        # asyncio itself (which checks threads only in debug mode), asyncpg
+        # and psycopg_pool, the pool trusts the caller here; the slow return,
+        # which needs the pool's loop, checks it.  The try costs nothing
+        # (zero-cost since 3.11).
         try:
-            if self._fast_return and conn.connected and not conn.get_transaction_status():
-                result = conn._result
-                if result is None or not (result.unbuffered_active or result.has_next):
-                    slot = self._return_clean(conn, monotonic())
-                    if slot is None:
-                        raise self._not_lent_error(conn)
-                    if self._return_hooks:
-                        self._report_return(slot)
-                    return
+            slot = self._return_here(conn)
         except AttributeError:
             if id(conn) in self._ledger.lent:
                 raise
             raise self._not_lent_error(conn) from None  # not a connection at all
+        if slot is not None:
+            if self._return_hooks:
+                self._report_return(slot)
+            return
         self._check_release_loop(conn)
         await self._return_slow(conn, None, None)
 
@@ -784,14 +775,10 @@ class AsyncConnectionPool:
         # Called after every change to the gate: acquire() and release() read
         # these copies (see the comment where the gate is made).
         gate = self._gate
-        self._loop = gate.loop
-        self._loop_thread = gate.loop_thread
-        self._loop_has_thread_id = gate.has_thread_id
         self._lend_hooks = gate.lend_hooks
         self._return_hooks = gate.return_hooks
-        self._fast_return = gate.fast_return
-        self._lend_fresh = gate.ledger.lend_fresh
-        self._return_clean = gate.ledger.return_clean
+        self._lend_here = gate.lend_here
+        self._return_here = gate.return_here
 
     # ------------------------------------------------------------------ stats and introspection
 

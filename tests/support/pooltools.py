@@ -31,25 +31,12 @@ async def settle(pool: AsyncConnectionPool, rounds: int = 200) -> None:
 
 
 def assert_gate_copies(pool: AsyncConnectionPool) -> None:
-    """acquire() and release() read copies of the gate's fields: they must match."""
+    """acquire() and release() read copies of the gate's hook switches and call its fast paths."""
     gate = pool._gate
-    copies = (
-        pool._loop,
-        pool._loop_thread,
-        pool._loop_has_thread_id,
-        pool._lend_hooks,
-        pool._return_hooks,
-        pool._fast_return,
-    )
-    truth = (
-        gate.loop,
-        gate.loop_thread,
-        gate.has_thread_id,
-        gate.lend_hooks,
-        gate.return_hooks,
-        gate.fast_return,
-    )
+    copies = (pool._lend_hooks, pool._return_hooks)
+    truth = (gate.lend_hooks, gate.return_hooks)
     assert copies == truth, (copies, truth)
+    assert pool._lend_here == gate.lend_here and pool._return_here == gate.return_here
 
 
 def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None) -> None:
