@@ -297,6 +297,14 @@ class Opener:
             raise
         return conn
 
+    async def open_unpooled(self) -> Connection:
+        """A connection outside the pool's books, for the pool's own errands (``KILL QUERY``).
+
+        Opened as the pool's are (credentials, TLS rules) but not configured:
+        it runs one statement of the pool's and is closed.
+        """
+        return await self._open_connection()
+
     async def _open_connection(self) -> Connection:
         """One connection, with a fresh password and the TLS mode's rules applied."""
         options = self._options

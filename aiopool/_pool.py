@@ -53,6 +53,7 @@ from ._reset import baseline_sql
 from ._returner import Returner
 from ._slot import Slot
 from ._stats import PoolStats
+from ._stopper import StatementStopper
 from ._tasks import TaskSet, outcome_of
 from ._waiters import Waiter
 from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongEventLoop
@@ -127,6 +128,10 @@ class AsyncConnectionPool:
     * ``reset_session``: reset every returned connection with
       ``COM_RESET_CONNECTION`` and restore the connect-time settings (one or
       two round trips per return); ``reset``: async callback run on return.
+    * ``kill_cancelled_queries``: when a borrower is cancelled while its
+      statement runs (a timeout, a client gone), send ``KILL QUERY`` for it
+      from a side connection, so the server stops it and frees its locks
+      (default ``True``).
     * ``leak_threshold``: log a warning, with the acquiring stack, for any
       connection lent out longer than this.
     * ``listeners``: objects told about every connect, hand-out, return,
@@ -160,6 +165,7 @@ class AsyncConnectionPool:
         reconnect_failed: Callable[[AsyncConnectionPool], Awaitable[None] | None] | None = None,
         reset_session: bool = False,
         reset: ConnectionCallback | None = None,
+        kill_cancelled_queries: bool = True,
         leak_threshold: float | None = None,
         listeners: Iterable[object] = (),
         connection_factory: ConnectionFactory | None = None,
@@ -193,8 +199,12 @@ class AsyncConnectionPool:
                 raise TypeError(
                     f"{arg} must be a callable (an async function), got {type(value).__name__}"
                 )
-        if not isinstance(reset_session, bool):
-            raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
+        for flag, flag_value in (
+            ("reset_session", reset_session),
+            ("kill_cancelled_queries", kill_cancelled_queries),
+        ):
+            if not isinstance(flag_value, bool):
+                raise TypeError(f"{flag} must be True or False, got {flag_value!r}")
         if isinstance(listeners, str | bytes) or not isinstance(listeners, Iterable):
             raise TypeError(
                 f"listeners must be a list of listener objects, got {type(listeners).__name__}"
@@ -225,6 +235,12 @@ class AsyncConnectionPool:
             reconnect_timeout=reconnect_timeout,
             on_outage=on_outage,
         )
+        self._stopper = StatementStopper(
+            self._opener.open_unpooled,
+            self._tasks,
+            name=self.name,
+            timeout=options.connect_timeout,
+        )
         self._checker = Checker(
             ledger, name=self.name, check=check, timeout=options.connect_timeout
         )
@@ -238,6 +254,7 @@ class AsyncConnectionPool:
             configure=configure,
             reset=reset,
             notify=self._notify,
+            stop_statement=self._stopper.stop if kill_cancelled_queries else None,
         )
         self._maintenance = Maintenance(
             ledger,

@@ -21,6 +21,7 @@ from ._listeners import Listeners
 from ._protocols import Connection, ConnectionCallback
 from ._reset import reset_session
 from ._slot import Slot
+from ._stopper import running_statement
 from .errors import PoolError
 from .events import ReleaseEvent, ReleaseOutcome
 
@@ -39,6 +40,7 @@ class Returner:
         "_notify",
         "_reset",
         "_reset_session",
+        "_stop_statement",
         "_timeout",
     )
 
@@ -54,6 +56,7 @@ class Returner:
         configure: ConnectionCallback | None,
         reset: ConnectionCallback | None,
         notify: Callable[[], Awaitable[None]],
+        stop_statement: Callable[[int], None] | None,
     ) -> None:
         self._ledger = ledger
         self._listeners = listeners
@@ -64,6 +67,9 @@ class Returner:
         self._configure = configure
         self._reset = reset
         self._notify = notify
+        # Given a server thread id, stops the statement a cancelled borrower
+        # left running there (KILL QUERY); None when the pool should not.
+        self._stop_statement = stop_statement
 
     async def finish(self, slot: Slot, held: float, exc: BaseException | None) -> None:
         """Decide what the return does, do the round trips it needs, settle the slot."""
@@ -89,6 +95,10 @@ class Returner:
             ledger.retire(slot, "pool_closed", now)
             return "closed"
         if unknown or is_broken(conn) or has_pending_result(conn):
+            if self._stop_statement is not None:
+                thread_id = running_statement(conn)
+                if thread_id is not None:
+                    self._stop_statement(thread_id)
             ledger.counters.returns_bad += 1
             logger.debug(
                 "pool %r: closing a connection returned in an unknown state (%s)",
