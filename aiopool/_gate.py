@@ -7,9 +7,10 @@ the pool's attributes, cost 8,628 instructions per pair against 8,188
 interpreted.  So the fields the compiled fast paths (``connection()``'s
 context manager, the slow hand-out) read live here, in a compiled class: one
 lookup of ``pool._gate``, or none when it is passed in, and the rest are
-native reads.  The pool's interpreted ``acquire`` and ``release`` read copies
-the pool keeps (``_gate_changed``): from interpreted code a compiled class's
-field costs a descriptor call (+11 % instructions per pair).
+native reads.  The pool's interpreted ``acquire`` and ``release`` make one
+call each into it (``lend_here``, ``return_here``) and read the hook switches
+from copies the pool keeps (``_gate_changed``): from interpreted code a
+compiled class's field costs a descriptor call (+11 % instructions per pair).
 """
 
 from __future__ import annotations
