@@ -114,19 +114,26 @@ async def test_a_statement_that_already_ended_is_not_an_error(
     assert not caplog.records
 
 
+async def one_warning(
+    side: Side, caplog: pytest.LogCaptureFixture, *thread_ids: int
+) -> tuple[str, StatementStopper, TaskSet]:
+    """Ask to stop ``thread_ids``; the one WARNING logged, and the stopper."""
+    stopper, tasks = stopper_for(side)
+    with caplog.at_level(logging.WARNING, logger="aiopool"):
+        for thread_id in thread_ids:
+            stopper.stop(thread_id)
+        await tasks.wait()
+    [record] = caplog.records
+    return record.getMessage(), stopper, tasks
+
+
 async def test_a_failure_is_logged_once_and_the_next_round_starts_afresh(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     side = Side()
     side.connect_error = mysql_errors.OperationalError(2003, "Can't connect to MySQL server")
-    stopper, tasks = stopper_for(side)
-    with caplog.at_level(logging.WARNING, logger="aiopool"):
-        stopper.stop(1)
-        stopper.stop(2)
-        await tasks.wait()
-    [record] = caplog.records
-    assert "could not stop 2 statement(s)" in record.getMessage()
-    assert "Can't connect" in record.getMessage()
+    message, stopper, tasks = await one_warning(side, caplog, 1, 2)
+    assert "could not stop 2 statement(s)" in message and "Can't connect" in message
     side.connect_error = None
     stopper.stop(3)
     await tasks.wait()
@@ -138,14 +145,8 @@ async def test_a_refused_kill_names_the_error_and_closes_the_side_connection(
 ) -> None:
     side = Side()
     side.fail[5] = mysql_errors.OperationalError(1095, "You are not owner of thread 5")
-    stopper, tasks = stopper_for(side)
-    with caplog.at_level(logging.WARNING, logger="aiopool"):
-        stopper.stop(5)
-        stopper.stop(6)
-        await tasks.wait()
-    [record] = caplog.records
-    assert "could not stop 2 statement(s)" in record.getMessage()
-    assert "not owner" in record.getMessage()
+    message, _, _ = await one_warning(side, caplog, 5, 6)
+    assert "could not stop 2 statement(s)" in message and "not owner" in message
     assert side.opened[0].closed
 
 
