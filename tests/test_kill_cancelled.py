@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncmy
@@ -243,6 +244,12 @@ def test_the_switch_must_be_a_bool() -> None:
 
 # ---------------------------------------------------------------- on the real server
 
+# The cancelled statement waits for a row lock another session holds: the
+# server never notices its client is gone (measured: still waiting 12 s on),
+# so only the KILL ends it before innodb_lock_wait_timeout (30 s here).
+# MariaDB's SLEEP() would end by itself within 5 s of its start.
+LOCK_WAIT = 30
+
 
 async def statement_of(url: str, thread_id: int) -> tuple[Any, ...] | None:
     [rows] = await execute(
@@ -253,7 +260,8 @@ async def statement_of(url: str, thread_id: int) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
 
 
-async def still_running_after(url: str, thread_id: int, seconds: float) -> bool:
+async def running_for(url: str, thread_id: int, seconds: float) -> bool:
+    """Whether the thread still runs a statement after ``seconds`` (False once it ends)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     while loop.time() < end:
@@ -263,17 +271,35 @@ async def still_running_after(url: str, thread_id: int, seconds: float) -> bool:
     return True
 
 
-async def cancel_mid_statement(pool: AsyncConnectionPool, *statements: str) -> int:
-    """Run ``statements`` in a block, cancel it during the last one; the server's thread id."""
+@pytest.fixture
+async def locked_row(scratch: ScratchDatabase) -> AsyncIterator[None]:
+    """Rows 1 and 2 of table t; another session holds row 2's lock throughout."""
+    await execute(
+        scratch.url,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
+        "INSERT INTO t VALUES (1, 0), (2, 0)",
+    )
+    holder = await asyncmy.connect(**{**connect_kwargs(scratch.url), "autocommit": False})
+    try:
+        async with holder.cursor() as cur:
+            await cur.execute("SELECT v FROM t WHERE id = 2 FOR UPDATE")
+        yield
+    finally:
+        holder.close()
+
+
+async def cancel_while_waiting(pool: AsyncConnectionPool, *first: str) -> int:
+    """Run ``first``, then wait for row 2's lock until cancelled; the server's thread id."""
     thread_id = 0
 
     async def block() -> None:
         nonlocal thread_id
-        async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.cursor() as cur:
             thread_id = conn.thread_id()
-            async with conn.cursor() as cur:
-                for sql in statements:
-                    await cur.execute(sql)
+            await cur.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT}")
+            for sql in first:
+                await cur.execute(sql)
+            await cur.execute("SELECT v FROM t WHERE id = 2 FOR UPDATE")
 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
@@ -281,47 +307,42 @@ async def cancel_mid_statement(pool: AsyncConnectionPool, *statements: str) -> i
     return thread_id
 
 
-# MariaDB's SLEEP() looks at its connection every 5 s and ends once it sees it
-# closed: the windows below are well inside that, where only the KILL stops it.
-
-
+@pytest.mark.usefixtures("locked_row")
 async def test_a_cancelled_statement_is_stopped(scratch: ScratchDatabase) -> None:
     async with AsyncConnectionPool(scratch.url, min_size=1, max_size=2) as pool:
-        thread_id = await cancel_mid_statement(pool, "SELECT SLEEP(30)")
-        assert not await still_running_after(scratch.server_url, thread_id, 2.0)
+        thread_id = await cancel_while_waiting(pool)
+        assert not await running_for(scratch.server_url, thread_id, LOCK_WAIT - 10)
         async with pool.connection() as conn:  # the pool serves on
             assert conn.thread_id() != thread_id
     admin = await asyncmy.connect(**connect_kwargs(scratch.server_url))
     try:
-        assert await scratch.sessions_left(admin) == 0, "the side connection was closed too"
+        assert await scratch.sessions_left(admin) == 1, "only the lock holder: the side one closed"
     finally:
         await admin.ensure_closed()
 
 
+@pytest.mark.usefixtures("locked_row")
 async def test_the_cancelled_statements_locks_are_freed(scratch: ScratchDatabase) -> None:
-    await execute(
-        scratch.url,
-        "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
-        "INSERT INTO t VALUES (1, 0)",
-    )
     async with AsyncConnectionPool(scratch.url, min_size=1, max_size=2) as pool:
-        await cancel_mid_statement(pool, "UPDATE t SET v = 1 WHERE id = 1", "SELECT SLEEP(30)")
-        # Without the KILL the row stays locked until SLEEP() notices: 5 s.
+        await cancel_while_waiting(pool, "UPDATE t SET v = 1 WHERE id = 1")
+        # Row 1 stays locked until the cancelled statement ends: without the
+        # KILL, after LOCK_WAIT; this update waits 10 s less than that.
         [_, _, [[v]]] = await execute(
             scratch.url,
-            "SET SESSION innodb_lock_wait_timeout = 2",
+            f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT - 10}",
             "UPDATE t SET v = 2 WHERE id = 1",
             "SELECT v FROM t WHERE id = 1",
         )
-        assert v == 2
+        assert v == 2, "and the cancelled UPDATE was rolled back"
 
 
+@pytest.mark.usefixtures("locked_row")
 async def test_switched_off_the_statement_runs_on(scratch: ScratchDatabase) -> None:
     async with AsyncConnectionPool(
         scratch.url, min_size=1, max_size=2, kill_cancelled_queries=False
     ) as pool:
-        thread_id = await cancel_mid_statement(pool, "SELECT SLEEP(4)")
+        thread_id = await cancel_while_waiting(pool)
         try:
-            assert await still_running_after(scratch.server_url, thread_id, 1.0)
+            assert await running_for(scratch.server_url, thread_id, 1.0)
         finally:
             await execute(scratch.server_url, f"KILL QUERY {thread_id}")
