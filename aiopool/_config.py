@@ -358,3 +358,31 @@ def check_factory_kwargs(
                 f"unexpected keyword argument {name!r}: not a pool argument, and "
                 f"{factory_label} does not accept it{hint}"
             )
+
+
+def check_pool_arguments(
+    *,
+    name: object,
+    callbacks: Mapping[str, object],
+    flags: Mapping[str, object],
+    listeners: object,
+) -> None:
+    """Refuse, naming the argument, what the pool's constructor cannot use.
+
+    ``callbacks`` must be callables (or None), ``flags`` bools, ``listeners``
+    an iterable of listener objects and ``name`` a string (or None).
+    """
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"name must be a string, got {type(name).__name__}")
+    for arg, value in callbacks.items():
+        if value is not None and not callable(value):
+            raise TypeError(
+                f"{arg} must be a callable (an async function), got {type(value).__name__}"
+            )
+    for arg, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{arg} must be True or False, got {value!r}")
+    if isinstance(listeners, str | bytes) or not isinstance(listeners, Iterable):
+        raise TypeError(
+            f"listeners must be a list of listener objects, got {type(listeners).__name__}"
+        )

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, NoReturn, Self
 from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
-from ._config import ConnectOptions, PoolLimits, check_factory_kwargs
+from ._config import ConnectOptions, PoolLimits, check_factory_kwargs, check_pool_arguments
 from ._context import ConnectionContext
 from ._deadlines import Deadlines
 from ._gate import Gate
@@ -52,7 +52,7 @@ from ._protocols import Connection, ConnectionCallback, ConnectionFactory
 from ._reset import baseline_sql
 from ._returner import Returner
 from ._slot import Slot
-from ._stats import PoolStats
+from ._stats import PoolStats, snapshot
 from ._stopper import StatementStopper
 from ._tasks import TaskSet, outcome_of
 from ._waiters import Waiter
@@ -186,29 +186,21 @@ class AsyncConnectionPool:
         reconnect_timeout = check_timeout("reconnect_timeout", reconnect_timeout)
         if leak_threshold is not None:
             leak_threshold = check_timeout("leak_threshold", leak_threshold)
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be a string, got {type(name).__name__}")
-        for arg, value in (
-            ("configure", configure),
-            ("check", check),
-            ("reset", reset),
-            ("reconnect_failed", reconnect_failed),
-            ("connection_factory", connection_factory),
-        ):
-            if value is not None and not callable(value):
-                raise TypeError(
-                    f"{arg} must be a callable (an async function), got {type(value).__name__}"
-                )
-        for flag, flag_value in (
-            ("reset_session", reset_session),
-            ("kill_cancelled_queries", kill_cancelled_queries),
-        ):
-            if not isinstance(flag_value, bool):
-                raise TypeError(f"{flag} must be True or False, got {flag_value!r}")
-        if isinstance(listeners, str | bytes) or not isinstance(listeners, Iterable):
-            raise TypeError(
-                f"listeners must be a list of listener objects, got {type(listeners).__name__}"
-            )
+        check_pool_arguments(
+            name=name,
+            callbacks={
+                "configure": configure,
+                "check": check,
+                "reset": reset,
+                "reconnect_failed": reconnect_failed,
+                "connection_factory": connection_factory,
+            },
+            flags={
+                "reset_session": reset_session,
+                "kill_cancelled_queries": kill_cancelled_queries,
+            },
+            listeners=listeners,
+        )
         self.name: str = name or options.address
         """The pool's name, in logs, errors and metrics (never shows the password)."""
         self._options = options
@@ -816,28 +808,7 @@ class AsyncConnectionPool:
 
     def get_stats(self) -> PoolStats:
         """A snapshot of sizes and counters (counters since open or the last ``pop_stats``)."""
-        ledger = self._ledger
-        c = ledger.counters
-        idle = len(ledger.idle)
-        return PoolStats(
-            pool_min=ledger.limits.min_size,
-            pool_max=ledger.limits.max_size,
-            pool_size=ledger.size,
-            pool_available=idle,
-            pool_in_use=ledger.size - idle - ledger.opening,
-            pool_opening=ledger.opening,
-            requests_waiting=len(ledger.waiters),
-            requests_num=c.requests_num,
-            requests_queued=c.requests_queued,
-            requests_wait_ms=round(c.requests_wait_ms, 3),
-            requests_errors=c.requests_errors,
-            usage_ms=round(c.usage_s * 1000.0, 3),
-            connections_num=c.connections_num,
-            connections_ms=round(c.connections_ms, 3),
-            connections_errors=c.connections_errors,
-            connections_lost=c.connections_lost,
-            returns_bad=c.returns_bad,
-        )
+        return snapshot(self._ledger)
 
     def pop_stats(self) -> PoolStats:
         """Like ``get_stats()``, and reset the counters to zero."""

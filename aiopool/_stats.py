@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-__all__ = ["PoolStats"]
+if TYPE_CHECKING:
+    from ._ledger import Ledger
+
+__all__ = ["PoolStats", "snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +69,28 @@ class PoolStats(Mapping[str, float]):
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PoolStats))
+
+
+def snapshot(ledger: Ledger) -> PoolStats:
+    """The pool's sizes now and its counters, from its books."""
+    c = ledger.counters
+    idle = len(ledger.idle)
+    return PoolStats(
+        pool_min=ledger.limits.min_size,
+        pool_max=ledger.limits.max_size,
+        pool_size=ledger.size,
+        pool_available=idle,
+        pool_in_use=ledger.size - idle - ledger.opening,
+        pool_opening=ledger.opening,
+        requests_waiting=len(ledger.waiters),
+        requests_num=c.requests_num,
+        requests_queued=c.requests_queued,
+        requests_wait_ms=round(c.requests_wait_ms, 3),
+        requests_errors=c.requests_errors,
+        usage_ms=round(c.usage_s * 1000.0, 3),
+        connections_num=c.connections_num,
+        connections_ms=round(c.connections_ms, 3),
+        connections_errors=c.connections_errors,
+        connections_lost=c.connections_lost,
+        returns_bad=c.returns_bad,
+    )
