@@ -52,7 +52,7 @@ def running_statement(conn: Connection) -> int | None:
 class StatementStopper:
     """Sends ``KILL QUERY`` for statements left running, from one side connection at a time."""
 
-    __slots__ = ("_connect", "_name", "_pending", "_running", "_tasks", "_timeout")
+    __slots__ = ("_connect", "_name", "_pending", "_task", "_tasks", "_timeout")
 
     def __init__(
         self,
@@ -67,23 +67,42 @@ class StatementStopper:
         self._name = name
         self._timeout = timeout
         self._pending: deque[int] = deque()
-        self._running = False
+        # The task sending the pending KILLs, if one runs; a stop() while it
+        # runs only queues the id: the task sends it before it ends.
+        self._task: asyncio.Task[None] | None = None
 
     def stop(self, thread_id: int) -> None:
         """Ask the server to stop the statement its thread ``thread_id`` runs (soon, in a task)."""
         if not self._tasks.usable():
             return  # the pool's loop is gone: nothing can be sent
         self._pending.append(thread_id)
-        if not self._running:
-            self._running = True
-            self._tasks.spawn(self._send_all(), self._stopped, name="aiopool-kill-query")
+        if self._task is None:
+            task = self._tasks.spawn(self._send_all(), name="aiopool-kill-query")
+            task.add_done_callback(self._stopped)
+            self._task = task
 
-    def _stopped(self) -> None:
-        # However the task ended (cancelled by close() included): a later
-        # stop() may start another.
-        self._running = False
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        # Cancelled by close() (possibly before its first step): the ids it
+        # did not send are dropped, and a later stop() may start another.
+        if self._task is task:
+            self._task = None
+            if self._pending:
+                logger.debug(
+                    "pool %r: %d KILL QUERY not sent: the pool closed",
+                    self._name,
+                    len(self._pending),
+                )
+                self._pending.clear()
 
     async def _send_all(self) -> None:
+        # Ids queued while a round closes its side connection get another
+        # round; the last check and the reset of _task happen in the same
+        # step, so no stop() falls between them and is left unsent.
+        while self._pending:
+            await self._round()
+        self._task = None
+
+    async def _round(self) -> None:
         conn: Connection | None = None
         current: int | None = None
         try:

@@ -101,6 +101,47 @@ async def test_a_burst_of_cancellations_opens_one_side_connection() -> None:
     assert all(c.closed for c in side.opened)
 
 
+async def settled(tasks: TaskSet) -> None:
+    """Wait for the tasks, and for those they start, and their done-callbacks."""
+    while tasks.tasks:
+        await tasks.wait()
+        await asyncio.sleep(0)
+
+
+async def test_a_cancellation_while_the_side_connection_closes_is_still_sent() -> None:
+    side = Side()
+    stopper, tasks = stopper_for(side)
+    stopper.stop(1)
+    closing = asyncio.Event()
+
+    async def slow_quit() -> None:
+        closing.set()
+        await asyncio.sleep(0.05)  # COM_QUIT's round trip (asyncmy awaits wait_closed)
+
+    while not side.opened:
+        await asyncio.sleep(0)
+    side.opened[0].ensure_closed = slow_quit  # type: ignore[method-assign]
+    await closing.wait()
+    stopper.stop(2)  # arrives while the round's side connection closes
+    await settled(tasks)
+    assert side.log == ["KILL QUERY 1", "KILL QUERY 2"]
+    stopper.stop(3)
+    await settled(tasks)
+    assert side.log[-1] == "KILL QUERY 3"
+
+
+async def test_a_stopper_cancelled_by_close_drops_its_ids() -> None:
+    side = Side()
+    stopper, tasks = stopper_for(side)
+    stopper.stop(1)
+    tasks.cancel_all()  # close(): before the task's first step
+    await settled(tasks)
+    assert side.log == [] and not side.opened
+    stopper.stop(2)
+    await settled(tasks)
+    assert side.log == ["KILL QUERY 2"], "the cancelled round's id is not sent later"
+
+
 async def test_a_statement_that_already_ended_is_not_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
