@@ -27,7 +27,6 @@ import contextlib
 import functools
 import inspect
 import os
-import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
@@ -70,8 +69,6 @@ def _forget_pools_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
-
-_get_ident = threading.get_ident
 
 # How long open() keeps trying a server it has never reached before it says so.
 _UNREACHABLE_GRACE = 2.0
