@@ -90,8 +90,9 @@ test-sqlalchemy-versions: $(SA_OTHER_STAMP)
 	PYTHONPATH=$(SA_OTHER_DIR) $(BIN)/pytest $(SA_TESTS) --loop asyncio -p no:cacheprovider
 
 # The other supported Pythons run the pool's core suite (unit, property, real
-# server, faults of the kind a pool must survive) in a venv each. Found in pyenv's
-# versions or on PATH; missing ones fail under CI=true and are skipped otherwise.
+# server, faults of the kind a pool must survive) in a venv each, on both builds,
+# the four runs side by side (see .ci/other-pythons). Found in pyenv's versions or
+# on PATH; missing ones fail under CI=true and are skipped otherwise.
 OTHER_PYTHONS ?= 3.12 3.13
 CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.py tests/test_health_unit.py \
 	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
@@ -100,23 +101,7 @@ CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.
 	tests/test_cancel_sweep_real.py tests/test_maintenance_unit.py tests/test_kill_cancelled.py
 
 test-pythons:
-	@set -e; for v in $(OTHER_PYTHONS); do \
-		py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python3 2>/dev/null | sort -V | tail -n 1); \
-		[ -n "$$py" ] || py=$$(command -v python$$v || true); \
-		if [ -z "$$py" ] || ! "$$py" -c pass 2>/dev/null; then \
-			echo "test-pythons: Python $$v not found"; \
-			if [ -n "$$CI" ]; then exit 1; else continue; fi; \
-		fi; \
-		venv=.venv-$$v; \
-		[ -x $$venv/bin/python ] || "$$py" -m venv $$venv; \
-		$$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'; \
-		echo "test-pythons: $$($$venv/bin/python --version), pure-Python modules"; \
-		AIOPOOL_EXPECT_BUILD=pure $$venv/bin/python -m pytest $(CORE_TESTS) -q -p no:cacheprovider; \
-		$(MAKE) --no-print-directory compiled-for PY=$$venv/bin/python OUT=$(COMPILED)-$$v; \
-		echo "test-pythons: $$($$venv/bin/python --version), compiled build"; \
-		AIOPOOL_EXPECT_BUILD=compiled PYTHONPATH=$(CURDIR)/$(COMPILED)-$$v \
-			$$venv/bin/pytest $(CORE_TESTS) tests/test_build.py -q -p no:cacheprovider; \
-	done
+	bash .ci/other-pythons "$(OTHER_PYTHONS)" "$(CORE_TESTS)"
 
 # The compiled build for another Python (test-pythons): the wheel a user of that
 # Python gets, unpacked into $(OUT).
