@@ -37,7 +37,7 @@ from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
 from ._config import ConnectOptions, PoolLimits, check_factory_kwargs, check_pool_arguments
-from ._context import ConnectionContext
+from ._context import ConnectionContext, new_context
 from ._deadlines import Deadlines
 from ._gate import Gate
 from ._handout import acquire_slow
@@ -706,7 +706,7 @@ class AsyncConnectionPool:
         """
         if timeout is not None:
             check_timeout("timeout", timeout)
-        return ConnectionContext(self, self._gate, timeout)
+        return new_context(self, self._gate, timeout)
 
     # ------------------------------------------------------------------ operations
 

@@ -26,3 +26,14 @@ def test_the_modules_said_to_be_compiled_are_the_ones_the_build_hook_compiles() 
     hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]
     built = sorted(path.removesuffix(".py").replace("/", ".") for path in hook["include"])
     assert built == sorted(COMPILED_MODULES)
+
+
+def test_connection_builds_its_context_the_cheaper_way_for_the_build() -> None:
+    # Compiled, a native class called from interpreted code parses its arguments
+    # generically; connection() goes through a compiled function instead (-6 %
+    # instructions per loan on asyncio, -10 % on uvloop). Interpreted, that
+    # function would only add a frame, so the class is called directly.
+    from aiopool import _context
+
+    direct = _context.new_context is _context.ConnectionContext
+    assert direct == (implementation() == "pure")
