@@ -253,6 +253,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "wait_p99_ms",
         "wait_max_ms",
         "fair_cycles",
+        "queue_turns",
         "fairness",
         *_burst.METRICS,
     )

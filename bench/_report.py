@@ -84,6 +84,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 )
                 out.append(
                     _target(
+                        f"{wl} longest acquire wait, queue turns (loans to others ÷ tasks queued)",
+                        loop,
+                        ours and ours.get("queue_turns"),
+                        "info",
+                        0,
+                        (
+                            ours
+                            and ours.get("queue_turns") is not None
+                            and "1 = first come, first served"
+                        )
+                        or "",
+                    )
+                )
+                out.append(
+                    _target(
                         f"{wl} fairness (min ÷ median task ops)",
                         loop,
                         ours and ours["fairness"],
@@ -252,20 +267,21 @@ def _machine_md(m: dict[str, Any], s: dict[str, Any]) -> list[str]:
 
 COLUMNS = (
     "| workload | contender | ops/s | vs peer | p50 ms | p99 ms | wait p99 ms | max wait ms "
-    "| max wait (fair cycles) | fairness | conns opened | stmts/op | commits/op "
+    "| max wait (fair cycles) | max wait (queue turns) | fairness | conns opened | stmts/op "
+    "| commits/op "
     "| rollbacks/op |"
 )
 
 
 def _results_md(results: dict[str, Any], loop: str) -> list[str]:
     summary = results["summary"]
-    lines = [COLUMNS, "|---|---|" + "---:|" * 12]
+    lines = [COLUMNS, "|---|---|" + "---:|" * 13]
     for r in summary:
         if r["loop"] != loop or r["workload"] == "W6":
             continue
         name = f"**{r['contender']}**" if r["contender"] == "aiopool" else r["contender"]
         if not r.get("ops_per_s"):
-            lines.append(f"| {r['workload']} | {name} | {r.get('note', '')} |" + " |" * 11)
+            lines.append(f"| {r['workload']} | {name} | {r.get('note', '')} |" + " |" * 12)
             continue
         p50 = _f(r["p50_ms"], ".3f") + ("*" if r["latency_sampled"] else "")
         ratio = peer_ratio(summary, r)
@@ -273,7 +289,8 @@ def _results_md(results: dict[str, Any], loop: str) -> list[str]:
             f"| {r['workload']} | {name} | {r['ops_per_s']:,.0f} | "
             f"{_f(ratio)}{'x' if ratio is not None else ''} | {p50} | {_f(r['p99_ms'], '.3f')} | "
             f"{_f(r['wait_p99_ms'], '.2f')} | {_f(r['wait_max_ms'], '.1f')} | "
-            f"{_f(r['fair_cycles'], '.1f')} | {_f(r['fairness'])} | "
+            f"{_f(r['fair_cycles'], '.1f')} | {_f(r.get('queue_turns'), '.1f')} | "
+            f"{_f(r['fairness'])} | "
             f"{_f(r['connections_opened'], '.0f')} | {_f(r['statements_per_op'])} | "
             f"{_f(r['commits_per_op'])} | {_f(r['rollbacks_per_op'])} |"
             + (f" {r['note']}" if r.get("note") else "")

@@ -14,6 +14,12 @@ herd of tasks starting together. Within the window:
   longest one is taken over every operation whose acquire completed inside the
   window or in the tail after it (tasks stop starting operations at the end
   and the operations already queued are drained, so a starved waiter is seen);
+* that wait is also counted in queue turns: the loans the pool granted to
+  other tasks while the waiter waited, divided by the tasks that can be ahead
+  of it (``tasks - size``).  A first-come-first-served pool grants each of
+  them one loan at most, so its longest wait is about 1 turn whatever the
+  clock says; in time units (fair cycles) a pause of the whole machine, when
+  nothing completes for some milliseconds, lengthens every wait it spans;
 * fairness is the fewest operations any task finished in the window divided by
   the median task's count.
 """
@@ -68,6 +74,7 @@ class RunResult:
     wait_p99_ms: float | None
     wait_max_ms: float | None
     fair_cycles: float | None  # wait_max / ((tasks - size) / ops_per_s)
+    queue_turns: float | None  # most loans to others during one wait / (tasks - size)
     fairness: float | None  # min task ops / median task ops
     latency_sampled: bool = False
     timed_out: bool = False
@@ -162,6 +169,7 @@ class _Meter:
             wait_p99_ms=None if sampled else _pct(waits, 0.99),
             wait_max_ms=None if sampled or not waits else waits[-1] * 1e3,
             fair_cycles=None,
+            queue_turns=None,
             fairness=None,
             latency_sampled=sampled,
         )
@@ -215,11 +223,19 @@ class _TaskRecord:
     latencies: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     wait_max: float = 0.0
+    loans_passed_max: int = 0  # most loans granted to other tasks during one wait
 
 
 async def _worker(
-    adapter: Adapter, op: str, window_start: float, end: float, max_ops: int, rec: _TaskRecord
+    adapter: Adapter,
+    op: str,
+    window_start: float,
+    end: float,
+    max_ops: int,
+    rec: _TaskRecord,
+    loans: list[int],
 ) -> None:
+    # ``loans[0]``: loans granted so far, shared by every task of the run.
     clock = time.perf_counter
     acquire = adapter.acquire
     lat = rec.latencies
@@ -228,8 +244,11 @@ async def _worker(
         t0 = clock()
         if t0 >= end:
             return
+        before = loans[0]
         async with acquire() as handle:
             t1 = clock()
+            granted = loans[0]
+            loans[0] = granted + 1
             await getattr(handle, op)()
         t2 = clock()
         rec.total += 1
@@ -237,6 +256,8 @@ async def _worker(
             wait = t1 - t0
             if wait > rec.wait_max:
                 rec.wait_max = wait
+            if granted - before > rec.loans_passed_max:
+                rec.loans_passed_max = granted - before
             if t2 < end:
                 rec.counted += 1
                 lat.append(t2 - t0)
@@ -257,8 +278,11 @@ async def run_tasks(
     window_start = time.perf_counter() + warmup
     end = window_start + seconds
     per_task_cap = max(1, MAX_OPS // n_tasks)
+    loans = [0]
     tasks = [
-        asyncio.create_task(_worker(adapter, workload.op, window_start, end, per_task_cap, r))
+        asyncio.create_task(
+            _worker(adapter, workload.op, window_start, end, per_task_cap, r, loans)
+        )
         for r in records
     ]
     timed_out = False
@@ -282,6 +306,7 @@ def _summarise(records: list[_TaskRecord], size: int, seconds: float, timed_out:
     wait_max = max(r.wait_max for r in records)
     waiting = len(records) - size
     cycles = wait_max / (waiting / rate) if waiting > 0 and rate > 0 else None
+    turns = max(r.loans_passed_max for r in records) / waiting if waiting > 0 else None
     fairness = None
     if len(records) > 1:
         counts = [r.counted for r in records]
@@ -297,6 +322,7 @@ def _summarise(records: list[_TaskRecord], size: int, seconds: float, timed_out:
         wait_p99_ms=_pct(waits, 0.99),
         wait_max_ms=wait_max * 1e3,
         fair_cycles=cycles,
+        queue_turns=turns,
         fairness=fairness,
         timed_out=timed_out,
     )
