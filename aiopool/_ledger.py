@@ -71,7 +71,12 @@ class Ledger:
         "_close",
         "_connect_s",
         "_hold_mark",
+        "_idle_pop",
+        "_idle_push",
+        "_lent_pop",
         "_open",
+        "_queue_pop",
+        "_queue_push",
         "_recheck",
         "backoff",
         "check_after",
@@ -94,10 +99,19 @@ class Ledger:
         # False for NullConnectionPool: a returned connection nobody waits for is closed.
         self.keep_idle = keep_idle
         self.state: str = NEW
+        # Never replaced (cleared and refilled instead): the bound methods below stay its own.
         self.idle: deque[Slot] = deque()
         # Keyed by id(conn): the pool must not keep lent connections alive.
         self.lent: dict[int, Slot] = {}
-        self.waiters = WaitQueue()
+        # The fast paths' deque and dict methods, bound once: compiled code
+        # calls a method of a deque or a dict by looking it up on the type
+        # each time (PyObject_VectorcallMethod, ~150 instructions a call).
+        self._idle_push: Callable[[Slot], None] = self.idle.append
+        self._idle_pop: Callable[[], Slot] = self.idle.pop
+        self._lent_pop: Callable[[int, None], Slot | None] = self.lent.pop
+        self.waiters = WaitQueue()  # never replaced either
+        self._queue_push: Callable[[Waiter], None] = self.waiters.append
+        self._queue_pop: Callable[[], Waiter] = self.waiters.popleft
         self.size = 0  # every slot that exists: opening, idle, lent, being returned or closed
         self.opening = 0
         self.generation = 0  # bumped by drain(): connections opened before it retire
@@ -167,7 +181,7 @@ class Ledger:
         if idle and not self.waiters:
             slot = idle[-1]
             if now < slot.fresh_until and not slot.stream.gone():
-                idle.pop()
+                self._idle_pop()
                 conn = slot.conn
                 slot.conn = None
                 self.lent[slot.key] = slot
@@ -187,7 +201,7 @@ class Ledger:
 
     def enqueue(self, waiter: Waiter, now: float) -> None:
         """A request must wait: queue it, serve it from idle if possible, maybe grow."""
-        self.waiters.append(waiter)
+        self._queue_push(waiter)
         # Under load nothing is idle and the pool is full: skip both calls.
         if self.idle:
             self._serve_waiters_from_idle(now)
@@ -228,7 +242,7 @@ class Ledger:
         # WaitQueue.hand_off, inlined: every return under load comes here.
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = self._queue_pop()
             if not waiter.done():
                 waiter.set_result(slot)  # wakes the waiter later, not now
                 self.lent[slot.key] = slot
@@ -249,7 +263,7 @@ class Ledger:
         then says so).  ``lease``, when given, must match the loan's start
         (see ``take_back``): None, and nothing changed, if it does not.
         """
-        slot = self.lent.pop(id(conn), None)
+        slot = self._lent_pop(id(conn), None)
         if slot is None:
             return None
         if lease is not None and slot.lent_at != lease:
@@ -266,7 +280,7 @@ class Ledger:
         slot.fresh_until = fresh if fresh < slot.expires_at else slot.expires_at
         if not self.waiters or not self._lend_to_waiter(slot, now):
             if self.keep_idle:
-                self.idle.append(slot)
+                self._idle_push(slot)
             else:
                 self.retire(slot, "idle", now)
         return slot
@@ -558,7 +572,9 @@ class Ledger:
                 ping.append(slot)
             else:
                 keep.append(slot)
-        self.idle = keep
+        idle = self.idle
+        idle.clear()
+        idle.extend(keep)
         for slot, reason in retire:
             self.retire(slot, reason, now)
         self.grow(now)
