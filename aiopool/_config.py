@@ -360,6 +360,33 @@ def check_factory_kwargs(
             )
 
 
+def check_connect_kwargs(
+    names: Iterable[str], factory: Callable[..., Any] | None, pool_init: Callable[..., Any]
+) -> None:
+    """A typo such as ``max_sise=10`` fails at construction, not at ``open()``.
+
+    ``names`` reach ``factory`` (None: ``asyncmy.connect``); ``pool_init`` is
+    the pool's ``__init__``, whose keyword parameters are offered as suggestions.
+    """
+    target: Callable[..., Any]
+    if factory is None:
+        import asyncmy
+
+        target, label = asyncmy.connect, "asyncmy.connect()"
+    else:
+        target = factory
+        label = f"the connection_factory {getattr(factory, '__qualname__', factory)!r}"
+    # Suggestions: the pool's keyword parameters, not ``self`` nor ``**connect_kwargs``
+    # (a misspelt keyword would otherwise be told "did you mean 'connect_kwargs'?").
+    own = [
+        name
+        for name, p in inspect.signature(pool_init).parameters.items()
+        if name != "self"
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    check_factory_kwargs(names, target, label, own)
+
+
 def check_pool_arguments(
     *,
     name: object,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,7 +35,7 @@ from typing import Any, ClassVar, NoReturn, Self
 from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
-from ._config import ConnectOptions, PoolLimits, check_factory_kwargs, check_pool_arguments
+from ._config import ConnectOptions, PoolLimits, check_connect_kwargs, check_pool_arguments
 from ._context import ConnectionContext, new_context
 from ._deadlines import Deadlines
 from ._gate import Gate
@@ -72,27 +71,6 @@ os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 # How long open() keeps trying a server it has never reached before it says so.
 _UNREACHABLE_GRACE = 2.0
-
-
-def _check_connect_kwargs(options: ConnectOptions, factory: ConnectionFactory | None) -> None:
-    """A typo such as ``max_sise=10`` fails here, not at ``open()``."""
-    target: Callable[..., Any]
-    if factory is None:
-        import asyncmy
-
-        target, label = asyncmy.connect, "asyncmy.connect()"
-    else:
-        target = factory
-        label = f"the connection_factory {getattr(factory, '__qualname__', factory)!r}"
-    # Suggestions: the pool's keyword parameters, not ``self`` nor ``**connect_kwargs``
-    # (a misspelt keyword would otherwise be told "did you mean 'connect_kwargs'?").
-    own = [
-        name
-        for name, p in inspect.signature(AsyncConnectionPool.__init__).parameters.items()
-        if name != "self"
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    check_factory_kwargs(options.kwargs, target, label, own)
 
 
 class AsyncConnectionPool:
@@ -179,7 +157,7 @@ class AsyncConnectionPool:
             keepalive=keepalive,
         )
         options = ConnectOptions.build(url, connect_kwargs)
-        _check_connect_kwargs(options, connection_factory)
+        check_connect_kwargs(options.kwargs, connection_factory, AsyncConnectionPool.__init__)
         reconnect_timeout = check_timeout("reconnect_timeout", reconnect_timeout)
         if leak_threshold is not None:
             leak_threshold = check_timeout("leak_threshold", leak_threshold)
