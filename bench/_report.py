@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._workloads import WORKLOADS
+
 # workload -> (peer contender, throughput ratio aiopool must reach); issue 13
 PEERS = {
     "W1": ("asyncmy", 0.7),
@@ -62,6 +64,7 @@ def _target(
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     summary = results["summary"]
+    size = results["settings"]["size"]
     out: list[dict[str, Any]] = []
     for loop in results["settings"]["loops"]:
         for wl in results["settings"]["workloads"]:
@@ -82,6 +85,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         (ours and f"{ours['wait_max_ms']:.1f} ms") or "",
                     )
                 )
+                tasks = WORKLOADS[wl].tasks
+                fifo_bound = (tasks - 1) / (tasks - size)
                 out.append(
                     _target(
                         f"{wl} longest acquire wait, queue turns (loans to others ÷ tasks queued)",
@@ -89,12 +94,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         ours and ours.get("queue_turns"),
                         "info",
                         0,
-                        (
-                            ours
-                            and ours.get("queue_turns") is not None
-                            and "1 = first come, first served"
-                        )
-                        or "",
+                        f"first come, first served: at most {fifo_bound:.2f}",
                     )
                 )
                 out.append(

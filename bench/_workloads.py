@@ -14,12 +14,14 @@ herd of tasks starting together. Within the window:
   longest one is taken over every operation whose acquire completed inside the
   window or in the tail after it (tasks stop starting operations at the end
   and the operations already queued are drained, so a starved waiter is seen);
-* that wait is also counted in queue turns: the loans the pool granted to
-  other tasks while the waiter waited, divided by the tasks that can be ahead
-  of it (``tasks - size``).  A first-come-first-served pool grants each of
-  them one loan at most, so its longest wait is about 1 turn whatever the
-  clock says; in time units (fair cycles) a pause of the whole machine, when
-  nothing completes for some milliseconds, lengthens every wait it spans;
+* that wait is also counted in queue turns: the loans granted to other tasks
+  while the waiter waited, divided by the tasks that can be ahead of it
+  (``tasks - size``).  A loan is counted when its task resumes, so loans
+  handed over just before the waiter queued (up to ``size``) may be counted
+  too: a first-come-first-served pool stays at or under
+  ``(tasks - 1) / (tasks - size)`` (1.31 in W3, 1.02 in W4) whatever the
+  clock says, where a pause of the whole machine, when nothing completes for
+  some milliseconds, lengthens every wait it spans in time (fair cycles);
 * fairness is the fewest operations any task finished in the window divided by
   the median task's count.
 """
