@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from . import _baseline, _burst, _report
-from ._adapters import CONTENDER_KEYS, CONTENDERS, Adapter, Contender, Unavailable
+from ._adapters import (
+    CONTENDER_KEYS,
+    CONTENDERS,
+    Adapter,
+    AiopoolAdapter,
+    Contender,
+    PooledConnectionBare,
+    Unavailable,
+)
 from ._env import MySQLMonitor, delta, machine, per_op, server_versions
 from ._startup import STARTERS, memory, startup
 from ._workloads import WORKLOADS, RunResult, Workload, run_sliced, run_tasks
@@ -149,9 +157,14 @@ async def _run_sliced(
             out[c.name] = failure
         else:
             adapters[c.name] = adapter
+    ours = adapters.get(AiopoolAdapter.name)
+    if workload.key == "W2" and isinstance(ours, AiopoolAdapter):
+        # W2's control: aiopool's own connection used bare (see PooledConnectionBare).
+        adapters[PooledConnectionBare.name] = PooledConnectionBare(ours)
     try:
         if adapters:
             mysql = {c.name for c in order if c.backend == "mysql"}
+            mysql.add(PooledConnectionBare.name)
             counters = mon.counters if mon is not None else None
             results: dict[str, RunResult] = await run_sliced(
                 adapters, workload, args.warmup, args.seconds, args.slice, counters, mysql
@@ -195,10 +208,12 @@ async def _round(
             t0 = time.perf_counter()
             by_name = await _run_sliced(order, workload, args, mon)
             took = time.perf_counter() - t0
-            for c in order:
-                res = by_name[c.name]
-                runs.append(_run_row(rnd, loop_name, key, c.name, res))
-                print(f"{tag} {c.name:<18} {_brief(res)}", flush=True)
+            for name in [c.name for c in order] + [
+                n for n in by_name if n not in {c.name for c in order}
+            ]:
+                res = by_name[name]
+                runs.append(_run_row(rnd, loop_name, key, name, res))
+                print(f"{tag} {name:<18} {_brief(res)}", flush=True)
             print(f"{tag} (sliced, all contenders together: {took:.1f} s)", flush=True)
             continue
         for contender in order:

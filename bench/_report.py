@@ -106,6 +106,19 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         MIN_FAIRNESS,
                     )
                 )
+            if wl == "W2":
+                control = _row(summary, loop, wl, "aiopool-conn-bare")
+                if control and ours:
+                    out.append(
+                        _target(
+                            "W2 ops/s ÷ aiopool's own connection used bare (same connection)",
+                            loop,
+                            ours["ops_per_s"] / control["ops_per_s"],
+                            "info",
+                            0,
+                            f"{ours['ops_per_s']:,.0f} vs {control['ops_per_s']:,.0f} ops/s",
+                        )
+                    )
             if wl == "W5":
                 out.append(
                     _target(

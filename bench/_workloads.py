@@ -105,10 +105,18 @@ class _Meter:
         self.slices = 0
 
     async def run(self, seconds: float, record: bool = True) -> None:
-        if self.op == "raw":
-            await self._raw(seconds, record)
-        else:
-            await self._ops(seconds, record)
+        # An adapter may take something for the slice (outside the timing).
+        start = getattr(self.adapter, "slice_start", None)
+        if start is not None:
+            await start()
+        try:
+            if self.op == "raw":
+                await self._raw(seconds, record)
+            else:
+                await self._ops(seconds, record)
+        finally:
+            if start is not None:
+                await self.adapter.slice_end()  # type: ignore[attr-defined]
 
     async def _raw(self, seconds: float, record: bool) -> None:
         # Pairs run in batches; the first pair of each batch is timed alone.
