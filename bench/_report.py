@@ -64,7 +64,7 @@ def _target(
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     summary = results["summary"]
-    size = results["settings"]["size"]
+    size = results["settings"].get("size")  # absent in hand-made results (tests)
     out: list[dict[str, Any]] = []
     for loop in results["settings"]["loops"]:
         for wl in results["settings"]["workloads"]:
@@ -86,7 +86,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     )
                 )
                 tasks = WORKLOADS[wl].tasks
-                fifo_bound = (tasks - 1) / (tasks - size)
+                bound = (
+                    f"first come, first served: at most {(tasks - 1) / (tasks - size):.2f}"
+                    if size
+                    else ""
+                )
                 out.append(
                     _target(
                         f"{wl} longest acquire wait, queue turns (loans to others ÷ tasks queued)",
@@ -94,7 +98,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         ours and ours.get("queue_turns"),
                         "info",
                         0,
-                        f"first come, first served: at most {fifo_bound:.2f}",
+                        bound,
                     )
                 )
                 out.append(
