@@ -208,6 +208,18 @@ class Books(RuleBasedStateMachine):
             self.ceiling = ledger.limits.max_size
 
     @invariant()
+    def bound_methods_act_on_the_live_collections(self) -> None:
+        # The fast paths call methods bound once at construction: replacing the
+        # idle deque, the wait queue or the lent table would leave them
+        # working on a stale one (the maintenance sweep refills the deque).
+        ledger = self.ledger
+        assert ledger._idle_push.__self__ is ledger.idle  # type: ignore[attr-defined]
+        assert ledger._idle_pop.__self__ is ledger.idle  # type: ignore[attr-defined]
+        assert ledger._lent_pop.__self__ is ledger.lent  # type: ignore[attr-defined]
+        assert ledger._queue_push.__self__ is ledger.waiters  # type: ignore[attr-defined]
+        assert ledger._queue_pop.__self__ is ledger.waiters  # type: ignore[attr-defined]
+
+    @invariant()
     def no_slot_twice(self) -> None:
         ledger = self.ledger
         idle_ids = [id(s) for s in ledger.idle]
