@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 
 import asyncmy
 import pytest
@@ -192,7 +193,9 @@ async def test_configure_runs_on_every_new_connection(scratch: ScratchDatabase) 
 
 
 async def test_wrong_password_is_the_servers_error(database_url: str) -> None:
-    user = "aiopool_pw"
+    # A name of its own: the core suite runs in several processes at once on
+    # the same server (make test-pythons), and a shared name would race.
+    user = f"aiopool_pw_{uuid.uuid4().hex[:8]}"
     await execute(
         database_url,
         f"DROP USER IF EXISTS '{user}'@'%'",
