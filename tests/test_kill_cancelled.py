@@ -348,17 +348,6 @@ async def cancel_while_waiting(pool: AsyncConnectionPool, *first: str) -> int:
     return thread_id
 
 
-async def sessions_besides(scratch: ScratchDatabase, admin: Any, keep: int) -> set[int]:
-    """The scratch database's sessions other than ``keep``, once closed ones had time to leave."""
-    left: set[int] = set()
-    for _ in range(200):
-        left = set(await scratch.connections(admin)) - {keep}
-        if not left:
-            break
-        await asyncio.sleep(0.01)
-    return left
-
-
 async def test_a_cancelled_statement_is_stopped(scratch: ScratchDatabase, locked_row: int) -> None:
     async with AsyncConnectionPool(scratch.url, min_size=1, max_size=2) as pool:
         thread_id = await cancel_while_waiting(pool)
@@ -369,7 +358,7 @@ async def test_a_cancelled_statement_is_stopped(scratch: ScratchDatabase, locked
     try:
         # By id, not by count: once, in four suites running side by side, the
         # holder's own session was not listed either (cause not found).
-        left = await sessions_besides(scratch, admin, keep=locked_row)
+        left = await scratch.sessions_besides(admin, locked_row)
         assert not left, f"sessions of the pool or its side connection left: {left}"
     finally:
         await admin.ensure_closed()

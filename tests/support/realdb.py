@@ -64,15 +64,21 @@ class ScratchDatabase:
             return [row[0] for row in await cur.fetchall()]
 
     async def sessions_left(self, admin: Any) -> int:
-        """How many sessions still use the database, once closed ones had time to leave.
+        """How many sessions still use the database, once closed ones had time to leave."""
+        return len(await self.sessions_besides(admin))
+
+    async def sessions_besides(self, admin: Any, *keep: int) -> set[int]:
+        """The sessions using the database other than ``keep``, once closed ones had time to leave.
 
         A closed session leaves PROCESSLIST a moment after the client hung up.
         """
+        left: set[int] = set()
         for _ in range(200):
-            if not await self.connections(admin):
-                return 0
+            left = set(await self.connections(admin)) - set(keep)
+            if not left:
+                break
             await asyncio.sleep(0.01)
-        return len(await self.connections(admin))
+        return left
 
 
 class ConnectionWatcher:
