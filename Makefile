@@ -19,7 +19,7 @@ SA_TESTS := tests/test_sqlalchemy.py tests/test_sqlalchemy_app.py tests/test_sql
 
 # Only directories that exist and hold Python files: mypy fails on an empty one.
 has_py = $(if $(shell find $(1) -name '*.py' -print -quit 2>/dev/null),$(1))
-LINT_PATHS := aiopool tests $(call has_py,examples) $(call has_py,bench)
+LINT_PATHS := aiopool tests hatch_build.py $(call has_py,examples) $(call has_py,bench)
 TYPED_PATHS := aiopool $(call has_py,examples)
 
 .PHONY: venv compiled compiled-for test test-sqlalchemy-versions test-pythons lint demo bench bench-app docs docs-serve clean distclean
@@ -47,16 +47,16 @@ COMPILED_STAMP := $(COMPILED)/.stamp
 # out (its app server inherits the flag), and the editable install still finds
 # bench/. pytest's own path needs nothing.
 WITH_COMPILED := PYTHONPATH=$(CURDIR)/$(COMPILED)
-PACKAGE_SOURCES := $(shell find aiopool -name '*.py')
+PACKAGE_SOURCES := $(shell find aiopool -name '*.py' -o -name '*.pyx')
 
 compiled: $(COMPILED_STAMP)
 
 # Built from a copy: mypyc leaves its extension modules beside the sources, where
 # they would shadow every later edit of those modules.
-$(COMPILED_STAMP): pyproject.toml $(PACKAGE_SOURCES) $(DEV_STAMP)
+$(COMPILED_STAMP): pyproject.toml hatch_build.py $(PACKAGE_SOURCES) $(DEV_STAMP)
 	rm -rf $(COMPILED) build/wheel build/src
 	mkdir -p build/src
-	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml README.md LICENSE aiopool \
+	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml hatch_build.py README.md LICENSE aiopool \
 		| tar -xf - -C build/src
 	HATCH_BUILD_HOOKS_ENABLE=1 $(BIN)/python -m pip wheel --quiet --disable-pip-version-check \
 		--no-deps -w build/wheel ./build/src
@@ -98,7 +98,8 @@ CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.
 	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
 	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py \
 	tests/test_cancel_warnings.py tests/test_exception_state.py tests/test_cancel_sweep.py \
-	tests/test_cancel_sweep_real.py tests/test_maintenance_unit.py tests/test_kill_cancelled.py
+	tests/test_cancel_sweep_real.py tests/test_maintenance_unit.py tests/test_kill_cancelled.py \
+	tests/test_return_state.py tests/test_build.py
 
 test-pythons:
 	bash .ci/other-pythons "$(OTHER_PYTHONS)" "$(CORE_TESTS)"
@@ -108,7 +109,7 @@ test-pythons:
 compiled-for:
 	rm -rf $(OUT) $(OUT).wheel $(OUT).src
 	mkdir -p $(OUT).src
-	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml README.md LICENSE aiopool \
+	tar -cf - --exclude=__pycache__ --exclude='*.so' pyproject.toml hatch_build.py README.md LICENSE aiopool \
 		| tar -xf - -C $(OUT).src
 	HATCH_BUILD_HOOKS_ENABLE=1 $(PY) -m pip wheel --quiet --disable-pip-version-check \
 		--no-deps -w $(OUT).wheel ./$(OUT).src

@@ -1,16 +1,18 @@
-"""Which build is running: the hand-out and return paths compiled with mypyc, or pure Python.
+"""Which build is running: the hand-out and return paths compiled, or pure Python.
 
 The compiled modules are listed in pyproject.toml (the mypyc build hook);
 each is also shipped as its Python source, the fallback an install without
-the hook (or without a C compiler) runs.
+the hook (or without a C compiler) runs.  The Cython modules (hatch_build.py)
+stand beside a Python module that uses them when they load.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Literal
 
-__all__ = ["COMPILED_MODULES", "implementation"]
+__all__ = ["COMPILED_MODULES", "CYTHON_MODULES", "implementation"]
 
 COMPILED_MODULES = (
     "aiopool._context",
@@ -23,6 +25,9 @@ COMPILED_MODULES = (
     "aiopool._slot",
 )
 
+# Kept in step with hatch_build.py (tests/test_build.py).
+CYTHON_MODULES = ("aiopool._return_state_c",)
+
 Implementation = Literal["compiled", "pure", "mixed"]
 
 
@@ -32,6 +37,8 @@ def implementation() -> Implementation:
         not (importlib.import_module(name).__file__ or "").endswith(".py")
         for name in COMPILED_MODULES
     ]
+    # Present, not necessarily loaded: it refuses an asyncmy of another layout.
+    compiled += [importlib.util.find_spec(name) is not None for name in CYTHON_MODULES]
     if all(compiled):
         return "compiled"
     if not any(compiled):

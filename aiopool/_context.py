@@ -11,6 +11,8 @@ from ._gate import Gate
 from ._handout import acquire_slow
 from ._protocols import Connection
 from ._quiet_await import quiet
+from ._return_state import CLEAN, IN_TRANSACTION
+from ._return_state import return_state as _return_state
 
 if TYPE_CHECKING:
     from ._pool import AsyncConnectionPool
@@ -21,6 +23,7 @@ __all__ = ["ConnectionContext", "new_context"]
 # would be looked up in the module's dict at every call (~150 instructions).
 get_ident: Final = threading.get_ident
 monotonic: Final = time.monotonic
+return_state: Final = _return_state
 
 
 class ConnectionContext:
@@ -75,34 +78,31 @@ class ConnectionContext:
         conn = self._conn
         assert conn is not None
         self._conn = None
-        # Asked once: each call is a method lookup on the driver's object.
-        in_transaction = exc is None and conn.get_transaction_status()
-        if in_transaction:
-            # No await inside the except block: a compiled coroutine that
-            # suspends there leaves the exception set in the caller's
-            # sys.exc_info() for good (tests/test_exception_state.py).
-            failure: BaseException | None = None
-            try:
-                await quiet(conn.commit())
-            except BaseException as commit_error:
-                failure = commit_error
-            if failure is not None:
+        if exc is None:
+            state = return_state(conn)
+            if state == IN_TRANSACTION:
+                # No await inside the except block: a compiled coroutine that
+                # suspends there leaves the exception set in the caller's
+                # sys.exc_info() for good (tests/test_exception_state.py).
+                failure: BaseException | None = None
                 try:
-                    await quiet(self._pool._return_slow(conn, self._lease, failure))
-                    raise failure
-                finally:
-                    del failure  # as `except ... as` does: no frame <-> traceback cycle
-            in_transaction = conn.get_transaction_status()
-        gate = self._gate
-        # The fast return (release()'s, with the loan's identity): an open
-        # pool with no reset configured and a connection clean by the server's
-        # status flags goes back with no round trip.  A connection already
-        # returned and lent again is refused: the lease no longer matches.
-        if exc is None and gate.fast_return and conn.connected:
-            result = conn._result
-            if not in_transaction and (
-                result is None or not (result.unbuffered_active or result.has_next)
-            ):
+                    await quiet(conn.commit())
+                except BaseException as commit_error:
+                    failure = commit_error
+                if failure is not None:
+                    try:
+                        await quiet(self._pool._return_slow(conn, self._lease, failure))
+                        raise failure
+                    finally:
+                        del failure  # as `except ... as` does: no frame <-> traceback cycle
+                state = return_state(conn)
+            gate = self._gate
+            # The fast return (release()'s, with the loan's identity): an open
+            # pool with no reset configured and a connection clean by the
+            # server's status flags goes back with no round trip.  A
+            # connection already returned and lent again is refused: the lease
+            # no longer matches.
+            if state == CLEAN and gate.fast_return:
                 slot = gate.ledger.return_clean(conn, monotonic(), self._lease)
                 if slot is None:
                     raise self._pool._not_lent_error(conn)

@@ -24,6 +24,8 @@ from typing import Final
 from ._deadlines import Deadlines
 from ._ledger import Ledger
 from ._protocols import Connection
+from ._return_state import CLEAN
+from ._return_state import return_state as _return_state
 from ._slot import Slot
 from ._waiters import Waiter, waiter_factory
 
@@ -33,6 +35,7 @@ __all__ = ["Gate"]
 # one is looked up in the module's dict at every call (~150 instructions).
 get_ident: Final = threading.get_ident
 monotonic: Final = time.monotonic
+return_state: Final = _return_state
 
 
 def _no_loop_yet() -> Waiter:
@@ -132,8 +135,6 @@ class Gate:
         path, which also refuses a connection that is not lent.  Like the
         interpreted test it replaces, no thread check (see ``release()``).
         """
-        if self.fast_return and conn.connected and not conn.get_transaction_status():
-            result = conn._result
-            if result is None or not (result.unbuffered_active or result.has_next):
-                return self.ledger.return_clean(conn, monotonic())
+        if self.fast_return and return_state(conn) == CLEAN:
+            return self.ledger.return_clean(conn, monotonic())
         return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import tomllib
 from pathlib import Path
 
-from aiopool._build import COMPILED_MODULES, implementation
+from aiopool._build import COMPILED_MODULES, CYTHON_MODULES, implementation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,3 +38,22 @@ def test_connection_builds_its_context_the_cheaper_way_for_the_build() -> None:
 
     direct = _context.new_context is _context.ConnectionContext
     assert direct == (implementation() == "pure")
+
+
+def test_the_cython_modules_listed_are_the_ones_the_build_hook_compiles() -> None:
+    source = (ROOT / "hatch_build.py").read_text()
+    listed = source.split("CYTHON_MODULES = ", 1)[1].split("\n", 1)[0]
+    assert ast.literal_eval(listed) == CYTHON_MODULES
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "custom" in config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]
+
+
+def test_fast_returns_read_the_driver_flags_the_cheaper_way_for_the_build() -> None:
+    # The compiled build reads asyncmy's C structs; the suite installs the
+    # asyncmy the build was compiled against, so its layout check must pass.
+    from aiopool import _context, _gate, _return_state
+
+    native = not getattr(_return_state.return_state, "__module__", "").endswith("_return_state")
+    assert native == (implementation() == "compiled")
+    assert _gate.return_state is _return_state.return_state
+    assert _context.return_state is _return_state.return_state
