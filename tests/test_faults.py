@@ -396,6 +396,35 @@ async def test_reset_idle_connections_are_replaced_silently(
             await server_sees_pool(scratch, pool, 10)
 
 
+@pytest.mark.parametrize("hang_up", ["server closes (FIN)", "link reset (RST)"])
+async def test_an_idle_connection_hung_up_on_is_seen_gone_without_a_round_trip(
+    proxy: FaultProxy, scratch: ScratchDatabase, hang_up: str
+) -> None:
+    # The hand-out's local check reads only the transport's closing flag
+    # (_slot._SelectorSocketState): asyncmy's protocol has the transport
+    # closed at the end of the stream, and a reset closes it when read.
+    url = proxy.url_for(scratch.url)
+    async with asyncio.timeout(30):
+        async with AsyncConnectionPool(
+            url, min_size=2, max_size=2, connect_timeout=2, check_after=60
+        ) as pool:
+            slots = list(pool._ledger.idle)
+            assert len(slots) == 2 and not any(slot.stream.gone() for slot in slots)
+            if hang_up.endswith("(RST)"):
+                assert proxy.reset_all() == 2
+            else:
+                for session in await session_ids(scratch):
+                    await execute(scratch.server_url, f"KILL CONNECTION {session}")
+
+            async def all_seen_gone() -> bool:
+                # The slots seen before, wherever maintenance has put them since.
+                return all(slot.stream.gone() for slot in slots)
+
+            await eventually(all_seen_gone, 5, "both idle connections seen gone, locally")
+            await select_one(pool)  # replaced, not lent dead
+            assert pool.get_stats().requests_errors == 0
+
+
 async def test_maintenance_replaces_idle_connections_already_seen_dead(
     proxy: FaultProxy, scratch: ScratchDatabase
 ) -> None:
