@@ -59,14 +59,18 @@ class ConnectionContext:
                 else gate.loop_thread == get_ident() and loop.is_running()
             )
         ):
-            conn = ledger.lend_fresh(monotonic())
-            if conn is not None and gate.lend_hooks:
-                self._pool._lent_now(conn, 0.0, False)
+            now = monotonic()
+            conn = ledger.lend_fresh(now)
+            if conn is not None:
+                # The loan's start time identifies it (a later loan of the same
+                # slot differs); lend_fresh starts it at ``now``.
+                self._lease = now
+                if gate.lend_hooks:
+                    self._pool._lent_now(conn, 0.0, False)
         if conn is None:
             conn = await acquire_slow(self._pool, self._timeout)
+            self._lease = ledger.lent[id(conn)].lent_at
         self._conn = conn
-        # The loan's start time identifies it: a later loan of the same slot differs.
-        self._lease = ledger.lent[id(conn)].lent_at
         return conn
 
     async def __aexit__(
