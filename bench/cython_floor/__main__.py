@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .._adapters import MYSQL_SERVER
+from .._adapters import MYSQL_SERVER, Endpoint
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,12 +80,13 @@ async def pairs(pool: Any, n: int) -> float:
     return time.perf_counter() - start
 
 
-async def measure(floor: Any, n: int, rounds: int) -> dict[str, list[float]]:
+async def measure(
+    floor: Any, n: int, rounds: int, endpoint: Endpoint = MYSQL_SERVER
+) -> dict[str, list[float]]:
     import asyncmy
 
     from aiopool import AsyncConnectionPool
 
-    endpoint = MYSQL_SERVER
     kwargs = endpoint.mysql()
     loop = asyncio.get_running_loop()
     conns = [await asyncmy.connect(**kwargs) for _ in range(2)]
