@@ -102,13 +102,13 @@ class Ledger:
         # Never replaced (cleared and refilled instead): the bound methods below stay its own.
         self.idle: deque[Slot] = deque()
         # Keyed by id(conn): the pool must not keep lent connections alive.
-        self.lent: dict[int, Slot] = {}
+        self.lent: dict[object, Slot] = {}
         # The fast paths' deque and dict methods, bound once: compiled code
         # calls a method of a deque or a dict by looking it up on the type
         # each time (PyObject_VectorcallMethod, ~150 instructions a call).
         self._idle_push: Callable[[Slot], None] = self.idle.append
         self._idle_pop: Callable[[], Slot] = self.idle.pop
-        self._lent_pop: Callable[[int, None], Slot | None] = self.lent.pop
+        self._lent_pop: Callable[[object, None], Slot | None] = self.lent.pop
         self.waiters = WaitQueue()  # never replaced either
         self._queue_push: Callable[[Waiter], None] = self.waiters.append
         self._queue_pop: Callable[[], Waiter] = self.waiters.popleft
@@ -177,17 +177,23 @@ class Ledger:
         checked within ``check_after`` and not expired (one comparison, see
         ``Slot.fresh_until``), and the server has not hung up on it.
         """
-        idle = self.idle
-        if idle and not self.waiters:
-            slot = idle[-1]
-            if now < slot.fresh_until and not slot.stream.gone():
-                self._idle_pop()
+        if self.idle and not self.waiters:
+            # Popped, and pushed back if not fresh: compiled, ``idle[-1]`` is a
+            # generic subscript with a boxed index, dearer than the bound pop.
+            slot = self._idle_pop()
+            try:
+                usable = now < slot.fresh_until and not slot.stream.gone()
+            except BaseException:
+                self._idle_push(slot)  # a failing check leaves the books as they were
+                raise
+            if usable:
                 conn = slot.conn
                 slot.conn = None
                 self.lent[slot.key] = slot
                 slot.lent_at = now  # also the loan's identity (see ConnectionContext)
                 self.counters.requests_num += 1
                 return conn
+            self._idle_push(slot)
         return None
 
     def take_idle(self) -> Slot | None:

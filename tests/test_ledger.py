@@ -279,6 +279,32 @@ def test_ledger_decides_without_a_loop() -> None:
         loop.close()
 
 
+class _FailingProbeConn(FakeConn):
+    """A connection whose liveness probe raises."""
+
+    @property
+    def _stream_broken(self) -> bool:
+        raise OSError("probe failed")
+
+    @_stream_broken.setter
+    def _stream_broken(self, value: bool) -> None:
+        pass
+
+
+def test_a_failing_liveness_probe_leaves_the_connection_idle() -> None:
+    """The fast hand-out takes the slot off the stack before probing it: an error puts it back."""
+    ledger = Ledger(limits(0, 1))
+    ledger.bind(open=lambda g: None, close=lambda *a: None, recheck=lambda d: None)
+    ledger.start(0.0)
+    conn = _FailingProbeConn()
+    slot = Slot(conn, 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
+    ledger.opener_connected(slot, 0.01, 0.01)
+    with pytest.raises(OSError, match="probe failed"):
+        ledger.lend_fresh(0.02)
+    assert list(ledger.idle) == [slot] and not ledger.lent
+    assert slot.conn is not None, "the slot still holds its connection"
+
+
 def test_growth_waits_for_short_loans_and_follows_long_ones() -> None:
     """Waiters are served by returns when loans are short; long loans grow the pool."""
     loop = asyncio.new_event_loop()
