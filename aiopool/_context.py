@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -22,6 +23,10 @@ __all__ = ["ConnectionContext", "new_context"]
 # Final module names are C statics in the compiled build; imported names
 # would be looked up in the module's dict at every call (~150 instructions).
 get_ident: Final = threading.get_ident
+# The same, for comparing with asyncio's ``loop._thread_id``: typed object, the
+# compiled build compares the result as it comes (as an int it was unboxed and
+# boxed again for the comparison, ~85 instructions).
+thread_ident: Final[Callable[[], object]] = threading.get_ident
 monotonic: Final = time.monotonic
 return_state: Final = _return_state
 
@@ -54,7 +59,7 @@ class ConnectionContext:
             loop is not None
             and ledger.idle
             and (
-                loop._thread_id == get_ident()  # type: ignore[attr-defined]
+                loop._thread_id == thread_ident()  # type: ignore[attr-defined]
                 if gate.has_thread_id
                 else gate.loop_thread == get_ident() and loop.is_running()
             )
