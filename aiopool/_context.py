@@ -61,7 +61,7 @@ class ConnectionContext:
             and (
                 loop._thread_id == thread_ident()  # type: ignore[attr-defined]
                 if gate.has_thread_id
-                else gate.loop_thread == get_ident() and loop.is_running()
+                else gate.loop_thread == get_ident() and gate.loop_running()
             )
         ):
             now = monotonic()

@@ -46,6 +46,10 @@ def _no_loop_yet() -> Waiter:
     raise RuntimeError("the pool has no event loop yet")  # pragma: no cover
 
 
+def _not_running() -> bool:
+    return False
+
+
 class Gate:
     """The pool's loop and the switches its fast paths test (one owner: the pool)."""
 
@@ -56,6 +60,7 @@ class Gate:
         "ledger",
         "lend_hooks",
         "loop",
+        "loop_running",
         "loop_thread",
         "new_waiter",
         "return_hooks",
@@ -77,6 +82,10 @@ class Gate:
         # when stopped): one attribute read answers "is this the pool's loop,
         # running here?".  Other loops (uvloop) are asked is_running().
         self.has_thread_id = False
+        # The loop's is_running, bound once: compiled code calls a method of an
+        # interpreted object by looking it up on the type each time (~120
+        # instructions a hand-out under uvloop).
+        self.loop_running: Callable[[], bool] = _not_running
         # A hand-out or return has something to report (listeners, leak tracking).
         self.lend_hooks = False
         self.return_hooks = False
@@ -90,11 +99,13 @@ class Gate:
         self.deadlines.loop = loop
         self.loop_thread = get_ident()
         self.has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
+        self.loop_running = loop.is_running
         self.fast_return = fast_return
 
     def shut(self) -> None:
         """Every fast path off: the pool is closing, closed or forked."""
         self.loop = None
+        self.loop_running = _not_running  # holds the loop too
         self.fast_return = False
 
     def here(self) -> bool:
@@ -107,7 +118,7 @@ class Gate:
             return False
         if self.has_thread_id:
             return bool(loop._thread_id == thread_ident())  # type: ignore[attr-defined]
-        return self.loop_thread == get_ident() and loop.is_running()
+        return self.loop_thread == get_ident() and self.loop_running()
 
     def lend_here(self) -> Connection | None:
         """``acquire()``'s fast path in one call: a fresh idle connection, or None.
@@ -125,7 +136,7 @@ class Gate:
             and (
                 loop._thread_id == thread_ident()  # type: ignore[attr-defined]
                 if self.has_thread_id
-                else self.loop_thread == get_ident() and loop.is_running()
+                else self.loop_thread == get_ident() and self.loop_running()
             )
         ):
             return ledger.lend_fresh(monotonic())
