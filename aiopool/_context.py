@@ -74,7 +74,7 @@ class ConnectionContext:
                     self._pool._lent_now(conn, 0.0, False)
         if conn is None:
             conn = await acquire_slow(self._pool, self._timeout)
-            self._lease = ledger.lent[id(conn)].lent_at
+            self._lease = ledger.slots[id(conn)].lent_at
         self._conn = conn
         return conn
 

@@ -2,7 +2,7 @@
 
 How the pieces fit:
 
-* ``_ledger.Ledger`` owns the books (idle stack, lent table, waiters, counts)
+* ``_ledger.Ledger`` owns the books (idle stack, slot table and loans, waiters, counts)
   and decides every change to them in plain synchronous methods.  asyncio
   runs one task at a time, so each such call is atomic: what holding the
   Condition's lock would give, without paying for the lock on the hot path.
@@ -569,7 +569,7 @@ class AsyncConnectionPool:
             self._listeners.emit(self._listeners.acquire, event)
 
     def _note_origin(self, conn: Connection) -> None:
-        slot = self._ledger.lent[id(conn)]
+        slot = self._ledger.slots[id(conn)]
         slot.origin = capture_origin()
         slot.warned = False
 
@@ -598,7 +598,7 @@ class AsyncConnectionPool:
         text = (
             f"couldn't get a connection from pool {self.name!r} after {waited:.2f} s "
             f"(size {ledger.size}/{ledger.limits.max_size}, idle {len(ledger.idle)}, "
-            f"in use {len(ledger.lent)}, waiting {len(ledger.waiters)}, "
+            f"in use {ledger.lent_count}, waiting {len(ledger.waiters)}, "
             f"opening {ledger.opening})"
         )
         backoff = ledger.backoff
@@ -630,7 +630,7 @@ class AsyncConnectionPool:
         try:
             slot = self._return_here(conn)
         except AttributeError:
-            if id(conn) in self._ledger.lent:
+            if self._ledger.slot_of(conn) is not None:
                 raise
             raise self._not_lent_error(conn) from None  # not a connection at all
         if slot is not None:
@@ -648,7 +648,7 @@ class AsyncConnectionPool:
         """Off the fast path: the loop check, and a release of a connection not lent."""
         if self._ledger.state in (OPEN, CLOSING):
             self._check_loop(asyncio.get_running_loop())
-        if id(conn) not in self._ledger.lent:
+        if self._ledger.slot_of(conn) is None:
             raise self._not_lent_error(conn)
 
     def _not_lent_error(self, conn: Connection) -> PoolError:

@@ -129,6 +129,7 @@ class Slot:
         "idle_since",
         "key",
         "lent_at",
+        "on_loan",
         "origin",
         "proven",
         "ref",
@@ -147,8 +148,8 @@ class Slot:
     ) -> None:
         # Strong while the pool holds the connection; None while it is lent.
         self.conn: Connection | None = conn
-        # The lent table's key, boxed once: compiled code boxes a native int
-        # into a new object at every use (~170 instructions a loan).
+        # The slot table's key, boxed once: compiled code boxes a native int
+        # into a new object at every use.
         self.key: object = id(conn)
         self.ref = weakref.ref(conn, lambda _ref: on_collected(self))
         # Kept to close the socket if the borrower drops the connection.
@@ -165,6 +166,8 @@ class Slot:
         # drain() bumps the pool's generation; older slots retire.
         self.generation = generation
         self.idle_since = now
+        # Lent out now (the ledger's lent count says how many are).
+        self.on_loan = False
         # When the current loan started; also tells one loan from the next.
         self.lent_at = now
         # How long the last finished loan lasted (for listeners).

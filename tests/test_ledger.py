@@ -215,9 +215,16 @@ class Books(RuleBasedStateMachine):
         ledger = self.ledger
         assert ledger._idle_push.__self__ is ledger.idle  # type: ignore[attr-defined]
         assert ledger._idle_pop.__self__ is ledger.idle  # type: ignore[attr-defined]
-        assert ledger._lent_pop.__self__ is ledger.lent  # type: ignore[attr-defined]
+        assert ledger._slot_of.__self__ is ledger.slots  # type: ignore[attr-defined]
         assert ledger._queue_push.__self__ is ledger.waiters  # type: ignore[attr-defined]
         assert ledger._queue_pop.__self__ is ledger.waiters  # type: ignore[attr-defined]
+
+    @invariant()
+    def the_lent_count_is_the_slots_on_loan(self) -> None:
+        ledger = self.ledger
+        assert ledger.lent_count == sum(slot.on_loan for slot in ledger.slots.values())
+        assert all(ledger.slots.get(slot.key) is slot for slot in ledger.idle)
+        assert all(not slot.closed for slot in ledger.slots.values()), "a closed slot stays listed"
 
     @invariant()
     def no_slot_twice(self) -> None:
@@ -368,8 +375,8 @@ def test_long_loans_get_a_connection_each() -> None:
 
 # ---------------------------------------------------------------- ownership
 
-BOOKS = {"idle", "lent", "waiters", "size", "opening", "generation", "state"}
-SLOT_BOOKS = {"closed", "closing", "expires_at", "lent_at", "proven"}
+BOOKS = {"idle", "slots", "lent_count", "waiters", "size", "opening", "generation", "state"}
+SLOT_BOOKS = {"closed", "closing", "expires_at", "lent_at", "on_loan", "proven"}
 MUTATORS = {
     "append",
     "appendleft",
@@ -407,7 +414,7 @@ def _writes(tree: ast.AST, own: set[str]) -> list[str]:
     for node in ast.walk(tree):
         for target in _targets(node):
             if isinstance(target, ast.Subscript):
-                target = target.value  # lent[key] = ... writes the table
+                target = target.value  # slots[key] = ... writes the table
             if isinstance(target, ast.Attribute) and target.attr in BOOKS | SLOT_BOOKS:
                 is_self = isinstance(target.value, ast.Name) and target.value.id == "self"
                 if not (is_self and target.attr in own):
@@ -417,7 +424,7 @@ def _writes(tree: ast.AST, own: set[str]) -> list[str]:
             and isinstance(node.func, ast.Attribute)
             and node.func.attr in MUTATORS
             and isinstance(node.func.value, ast.Attribute)
-            and node.func.value.attr in {"idle", "lent", "waiters"}
+            and node.func.value.attr in {"idle", "slots", "waiters"}
         ):
             found.append(f"line {node.lineno}: .{node.func.value.attr}.{node.func.attr}()")
     return found
