@@ -312,6 +312,30 @@ def test_a_failing_liveness_probe_leaves_the_connection_idle() -> None:
     assert slot.conn is not None, "the slot still holds its connection"
 
 
+def test_a_closed_slot_leaves_the_entry_of_a_newer_connection_with_its_id() -> None:
+    """A slot closes after a new connection took its id: the new one stays listed.
+
+    A lent slot retired while lent stays listed until its socket is closed;
+    if the borrower drops the connection meanwhile, Python may give its id to
+    the next connection (simulated here by giving the new slot the same key).
+    """
+    ledger = Ledger(limits(2, 2))
+    ledger.bind(open=lambda g: None, close=lambda *a: None, recheck=lambda d: None)
+    ledger.start(0.0)
+    old_conn = FakeConn()
+    old = Slot(old_conn, 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
+    ledger.opener_connected(old, 0.01, 0.01)
+    assert ledger.lend_fresh(0.02) is old_conn
+    ledger.retire(old, "drain", 0.03)  # lent: closed by its socket, listed until then
+    new_conn = FakeConn()
+    new = Slot(new_conn, 0.04, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
+    new.key = old.key
+    ledger.opener_connected(new, 0.01, 0.04)
+    assert ledger.closed(old, 0.05)
+    assert ledger.slots.get(new.key) is new, "the old slot's close removed the new one's entry"
+    assert ledger.lend_fresh(0.06) is new_conn and new.on_loan and ledger.lent_count == 1
+
+
 def test_growth_waits_for_short_loans_and_follows_long_ones() -> None:
     """Waiters are served by returns when loans are short; long loans grow the pool."""
     loop = asyncio.new_event_loop()
