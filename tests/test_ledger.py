@@ -298,14 +298,25 @@ class _FailingProbeConn(FakeConn):
         pass
 
 
-def test_a_failing_liveness_probe_leaves_the_connection_idle() -> None:
-    """The fast hand-out takes the slot off the stack before probing it: an error puts it back."""
-    ledger = Ledger(limits(0, 1))
+def _started(min_size: int, max_size: int) -> Ledger:
+    """An open ledger whose effects do nothing."""
+    ledger = Ledger(limits(min_size, max_size))
     ledger.bind(open=lambda g: None, close=lambda *a: None, recheck=lambda d: None)
     ledger.start(0.0)
-    conn = _FailingProbeConn()
-    slot = Slot(conn, 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
-    ledger.opener_connected(slot, 0.01, 0.01)
+    return ledger
+
+
+def _connected(ledger: Ledger, conn: FakeConn, now: float) -> Slot:
+    """An opener of ``ledger`` brings ``conn`` at ``now``."""
+    slot = Slot(conn, now, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
+    ledger.opener_connected(slot, 0.01, now)
+    return slot
+
+
+def test_a_failing_liveness_probe_leaves_the_connection_idle() -> None:
+    """The fast hand-out takes the slot off the stack before probing it: an error puts it back."""
+    ledger = _started(0, 1)
+    slot = _connected(ledger, _FailingProbeConn(), 0.01)
     with pytest.raises(OSError, match="probe failed"):
         ledger.lend_fresh(0.02)
     assert list(ledger.idle) == [slot] and not ledger.lent
@@ -319,12 +330,9 @@ def test_a_closed_slot_leaves_the_entry_of_a_newer_connection_with_its_id() -> N
     if the borrower drops the connection meanwhile, Python may give its id to
     the next connection (simulated here by giving the new slot the same key).
     """
-    ledger = Ledger(limits(2, 2))
-    ledger.bind(open=lambda g: None, close=lambda *a: None, recheck=lambda d: None)
-    ledger.start(0.0)
+    ledger = _started(2, 2)
     old_conn = FakeConn()
-    old = Slot(old_conn, 0.0, math.inf, 0, lambda _s: None)  # type: ignore[arg-type]
-    ledger.opener_connected(old, 0.01, 0.01)
+    old = _connected(ledger, old_conn, 0.01)
     assert ledger.lend_fresh(0.02) is old_conn
     ledger.retire(old, "drain", 0.03)  # lent: closed by its socket, listed until then
     new_conn = FakeConn()
