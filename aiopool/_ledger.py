@@ -219,6 +219,8 @@ class Ledger:
             if usable:
                 conn = slot.conn
                 slot.conn = None
+                # _lend() written out, here and on the other fast paths: in
+                # the pure-Python build each call is a frame.
                 slot.on_loan = True
                 self.lent_count += 1
                 slot.lent_at = now  # also the loan's identity (see ConnectionContext)
