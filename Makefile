@@ -99,7 +99,7 @@ CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.
 	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py \
 	tests/test_cancel_warnings.py tests/test_exception_state.py tests/test_cancel_sweep.py \
 	tests/test_cancel_sweep_real.py tests/test_maintenance_unit.py tests/test_kill_cancelled.py \
-	tests/test_return_state.py tests/test_build.py
+	tests/test_return_state.py tests/test_build.py tests/test_wakeups.py
 
 test-pythons:
 	bash .ci/other-pythons "$(OTHER_PYTHONS)" "$(CORE_TESTS)"

@@ -23,6 +23,7 @@ COMPILED_MODULES = (
     "aiopool._ledger",
     "aiopool._quiet_await",
     "aiopool._slot",
+    "aiopool._wakeups",
 )
 
 # Kept in step with hatch_build.py (tests/test_build.py).

@@ -101,12 +101,14 @@ class Gate:
         self.has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
         self.loop_running = loop.is_running
         self.fast_return = fast_return
+        self.ledger.wakeups.open(loop)
 
     def shut(self) -> None:
         """Every fast path off: the pool is closing, closed or forked."""
         self.loop = None
         self.loop_running = _not_running  # holds the loop too
         self.fast_return = False
+        self.ledger.wakeups.shut()
 
     def here(self) -> bool:
         """True when the pool's loop is running in the calling thread.

@@ -27,6 +27,7 @@ from ._counters import Counters
 from ._protocols import Connection
 from ._slot import Slot
 from ._waiters import Waiter, WaitQueue
+from ._wakeups import Wakeups
 from .events import CloseReason
 
 __all__ = ["CLOSED", "CLOSING", "FORKED", "NEW", "OPEN", "Ledger"]
@@ -91,6 +92,7 @@ class Ledger:
         "slots",
         "state",
         "waiters",
+        "wakeups",
     )
 
     def __init__(self, limits: PoolLimits, *, keep_idle: bool = True) -> None:
@@ -116,6 +118,7 @@ class Ledger:
         self._idle_pop: Callable[[], Slot] = self.idle.pop
         self._slot_of: Callable[[object], Slot | None] = self.slots.get
         self.waiters = WaitQueue()  # never replaced either
+        self.wakeups = Wakeups()
         self._queue_push: Callable[[Waiter], None] = self.waiters.append
         self._queue_pop: Callable[[], Waiter] = self.waiters.popleft
         self.size = 0  # every slot that exists: opening, idle, lent, being returned or closed
@@ -189,6 +192,7 @@ class Ledger:
         self.slots.clear()
         self.lent_count = 0
         self.waiters.clear()
+        self.wakeups.forget()
         self.size = self.opening = 0
         self.state = FORKED
         return leftovers
@@ -283,7 +287,7 @@ class Ledger:
         while waiters:
             waiter = self._queue_pop()
             if not waiter.done():
-                waiter.set_result(slot)  # wakes the waiter later, not now
+                self.wakeups.serve(waiter, slot)  # wakes the waiter later, not now
                 slot.on_loan = True
                 self.lent_count += 1
                 # The loan starts now (hand_out sets it again when the waiter

@@ -1,0 +1,115 @@
+"""Waking the tasks of the waiters served in one loop turn, behind one callback.
+
+A waiter is an ``asyncio.Future``, and serving it with ``set_result`` makes
+the future schedule its task's wake-up with ``loop.call_soon``.  Under
+asyncio's own loop that is Python code, a ``Handle`` built, queued and run,
+about 5,000 instructions a hand-off.  Under load one loop turn serves several
+waiters (1,000 tasks on 16 connections: about 5 a turn), so the pool takes
+the waiting task's callback off the future before resolving it, and runs the
+turn's wake-ups from one scheduled callback (callgrind, that load, asyncio:
+97,476 -> 91,722 instructions per ``SELECT 1``; uvloop, whose ``call_soon``
+is C, unchanged).
+
+Nothing else changes.  The future is resolved at once, so a task cancelled
+before its wake-up finds it done and throws at its ``await``, as it always
+did; the wake-ups run in the order served, in the next loop turn, as the
+futures' own would.  A future with other than exactly one callback (its task
+is not waiting on it yet, or somebody else is) is resolved the usual way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from ._slot import Slot
+from ._waiters import Waiter
+
+__all__ = ["Wakeups"]
+
+Entry = tuple[Callable[[Waiter], Any], contextvars.Context]
+
+
+class _Callbacks(Protocol):
+    # asyncio's Future, C and Python alike, lists its callbacks in
+    # ``_callbacks``: None when there are none (typeshed says a list).
+    @property
+    def _callbacks(self) -> list[Entry] | None: ...
+
+
+class Wakeups:
+    """The wake-ups of the waiters served in this loop turn, run by one callback."""
+
+    __slots__ = ("_context", "_entries", "_loop", "_waiters")
+
+    def __init__(self) -> None:
+        # None until the pool opens and after it shuts: waiters are then
+        # served the usual way.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The callback needs no context of its own: one made once spares
+        # call_soon a copy of the releasing task's context each turn.
+        self._context = contextvars.Context()
+        # The served waiters and their tasks' callbacks, in the order served.
+        self._entries: list[Entry] = []
+        self._waiters: list[Waiter] = []
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Batch the wake-ups in ``loop`` from now on."""
+        self._loop = loop
+
+    def shut(self) -> None:
+        """Serve the usual way from now on; wake-ups already batched still run."""
+        self._loop = None
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's batch (its loop does not run here)."""
+        self._loop = None
+        self._entries = []
+        self._waiters = []
+
+    @property
+    def pending(self) -> int:
+        """How many served waiters wait for this turn's wake-up callback."""
+        return len(self._waiters)
+
+    def serve(self, waiter: Waiter, slot: Slot) -> None:
+        """Resolve ``waiter`` with ``slot``; its task wakes with this turn's batch."""
+        loop = self._loop
+        callbacks = cast(_Callbacks, waiter)._callbacks
+        if loop is None or callbacks is None or len(callbacks) != 1:
+            waiter.set_result(slot)
+            return
+        entry = callbacks[0]
+        waiter.remove_done_callback(entry[0])
+        waiter.set_result(slot)
+        entries = self._entries
+        entries.append(entry)
+        self._waiters.append(waiter)
+        if len(entries) == 1:
+            loop.call_soon(self._run, context=self._context)
+
+    def _run(self) -> None:
+        # A wake-up batched while these run goes to the next turn, as with
+        # call_soon: a chain of quick loans must not keep the loop from I/O.
+        entries = self._entries
+        waiters = self._waiters
+        self._entries = []
+        self._waiters = []
+        done = 0
+        count = len(entries)
+        try:
+            while done < count:
+                callback, context = entries[done]
+                waiter = waiters[done]
+                done += 1
+                context.run(callback, waiter)
+        finally:
+            if done < count:
+                # A wake-up raised (a task's re-raises SystemExit and
+                # KeyboardInterrupt): the rest still wake, each on its own.
+                loop = waiters[0].get_loop()
+                for index in range(done, count):
+                    callback, context = entries[index]
+                    loop.call_soon(callback, waiters[index], context=context)
