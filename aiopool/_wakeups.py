@@ -14,7 +14,9 @@ Nothing else changes.  The future is resolved at once, so a task cancelled
 before its wake-up finds it done and throws at its ``await``, as it always
 did; the wake-ups run in the order served, in the next loop turn, as the
 futures' own would.  A future with other than exactly one callback (its task
-is not waiting on it yet, or somebody else is) is resolved the usual way.
+is not waiting on it yet, or somebody else is) is resolved the usual way, and
+so is every waiter while the loop runs in debug mode, whose slow-callback
+warnings name the callback that ran long: a batch would name the pool.
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ class _Callbacks(Protocol):
     def _callbacks(self) -> list[Entry] | None: ...
 
 
+def _not_debugging() -> bool:
+    return False
+
+
 class Wakeups:
     """The wake-ups of the waiters served in this loop turn, run by one callback."""
 
-    __slots__ = ("_context", "_entries", "_loop", "_waiters")
+    __slots__ = ("_context", "_debug", "_entries", "_loop", "_waiters")
 
     def __init__(self) -> None:
         # None until the pool opens and after it shuts: waiters are then
         # served the usual way.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop's get_debug, bound once: asked at the first hand-off of a
+        # turn (debug mode can be switched on while the loop runs).
+        self._debug: Callable[[], bool] = _not_debugging
         # The callback needs no context of its own: one made once spares
         # call_soon a copy of the releasing task's context each turn.
         self._context = contextvars.Context()
@@ -56,16 +65,19 @@ class Wakeups:
         self._waiters: list[Waiter] = []
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Batch the wake-ups in ``loop`` from now on."""
+        """Batch the wake-ups in ``loop`` from now on (unless it runs in debug mode)."""
         self._loop = loop
+        self._debug = loop.get_debug
 
     def shut(self) -> None:
         """Serve the usual way from now on; wake-ups already batched still run."""
         self._loop = None
+        self._debug = _not_debugging  # it holds the loop too
 
     def forget(self) -> None:
         """In a forked child: drop the parent's batch (its loop does not run here)."""
         self._loop = None
+        self._debug = _not_debugging
         self._entries = []
         self._waiters = []
 
@@ -81,10 +93,15 @@ class Wakeups:
         if loop is None or callbacks is None or len(callbacks) != 1:
             waiter.set_result(slot)
             return
+        entries = self._entries
+        if not entries and self._debug():
+            # asyncio's debug mode times each callback and names the slow
+            # ones: a batch would blame the pool for a task's slow step.
+            waiter.set_result(slot)
+            return
         entry = callbacks[0]
         waiter.remove_done_callback(entry[0])
         waiter.set_result(slot)
-        entries = self._entries
         entries.append(entry)
         self._waiters.append(waiter)
         if len(entries) == 1:

@@ -33,6 +33,9 @@ class _CountingLoop:
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
         self.scheduled.append((callback, args))
 
+    def get_debug(self) -> bool:
+        return False
+
 
 Future = asyncio.Future[Slot | None]
 
@@ -175,6 +178,25 @@ async def test_a_shut_gate_serves_the_usual_way_and_a_fork_drops_the_batch() -> 
     wakeups.forget()
     assert wakeups.pending == 0
     tasks[0].cancel()
+
+
+async def test_in_debug_mode_each_task_wakes_from_its_own_callback() -> None:
+    # asyncio's slow-callback warning must name the task that ran long, not the pool.
+    loop = asyncio.get_running_loop()
+    futures, tasks, woke = await _waiting(3)
+    wakeups = Wakeups()
+    wakeups.open(loop)
+    loop.set_debug(True)
+    try:
+        wakeups.serve(futures[0], _slot())
+        wakeups.serve(futures[1], _slot())
+        assert wakeups.pending == 0
+    finally:
+        loop.set_debug(False)
+    wakeups.serve(futures[2], _slot())
+    assert wakeups.pending == 1, "batched again once debug mode is off"
+    await asyncio.gather(*tasks)
+    assert woke == [0, 1, 2]
 
 
 async def test_the_waiting_tasks_context_is_the_one_it_wakes_in() -> None:
