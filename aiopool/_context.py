@@ -73,8 +73,8 @@ class ConnectionContext:
                 if gate.lend_hooks:
                     self._pool._lent_now(conn, 0.0, False)
         if conn is None:
-            conn = await acquire_slow(self._pool, self._timeout)
-            self._lease = ledger.slots[id(conn)].lent_at
+            conn = await acquire_slow(self._pool, gate, self._timeout)
+            self._lease = ledger.last_lent_at  # set by this hand-out: no await since
         self._conn = conn
         return conn
 

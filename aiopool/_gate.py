@@ -27,7 +27,7 @@ from ._protocols import Connection
 from ._return_state import CLEAN
 from ._return_state import return_state as _return_state
 from ._slot import Slot
-from ._waiters import Waiter, waiter_factory
+from ._waiters import Waiter, makes_plain_futures
 
 __all__ = ["Gate"]
 
@@ -40,6 +40,7 @@ get_ident: Final = threading.get_ident
 thread_ident: Final[Callable[[], object]] = threading.get_ident
 monotonic: Final = time.monotonic
 return_state: Final = _return_state
+FUTURE: Final = asyncio.Future
 
 
 def _no_loop_yet() -> Waiter:
@@ -54,6 +55,7 @@ class Gate:
     """The pool's loop and the switches its fast paths test (one owner: the pool)."""
 
     __slots__ = (
+        "_create_future",
         "deadlines",
         "fast_return",
         "has_thread_id",
@@ -62,16 +64,19 @@ class Gate:
         "loop",
         "loop_running",
         "loop_thread",
-        "new_waiter",
+        "plain_futures",
         "return_hooks",
     )
 
     def __init__(self, ledger: Ledger, deadlines: Deadlines) -> None:
         self.ledger = ledger
-        # The wait queue's timer and what makes a waiter's future: the slow
-        # hand-out uses both at every wait, and reads them here natively.
+        # The wait queue's timer: the slow hand-out uses it at every wait, and
+        # reads it here natively.
         self.deadlines = deadlines
-        self.new_waiter: Callable[[], Waiter] = _no_loop_yet
+        # A waiter's future is built here, one call instead of two, when the
+        # loop's create_future is known to build a plain asyncio.Future.
+        self.plain_futures = False
+        self._create_future: Callable[[], Waiter] = _no_loop_yet
         # The loop the pool was opened in, while it may be used; None turns
         # every fast path off (not open, closing, closed, forked).
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -95,7 +100,8 @@ class Gate:
     def open(self, loop: asyncio.AbstractEventLoop, *, fast_return: bool) -> None:
         """The pool opened in ``loop``, which runs in the calling thread."""
         self.loop = loop
-        self.new_waiter = waiter_factory(loop)
+        self.plain_futures = makes_plain_futures(loop)
+        self._create_future = loop.create_future
         self.deadlines.loop = loop
         self.loop_thread = get_ident()
         self.has_thread_id = isinstance(getattr(loop, "_thread_id", None), int)
@@ -109,6 +115,13 @@ class Gate:
         self.loop_running = _not_running  # holds the loop too
         self.fast_return = False
         self.ledger.wakeups.shut()
+
+    def new_waiter(self) -> Waiter:
+        """A future, in the pool's loop, for one request that must wait."""
+        loop = self.loop
+        if self.plain_futures and loop is not None:
+            return FUTURE(loop=loop)
+        return self._create_future()
 
     def here(self) -> bool:
         """True when the pool's loop is running in the calling thread.

@@ -32,20 +32,21 @@ __all__ = ["acquire_slow"]
 monotonic: Final = time.monotonic
 
 
-async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Connection:
+async def acquire_slow(pool: AsyncConnectionPool, gate: Gate, timeout: float | None) -> Connection:
     """Borrow a connection when the fast path did not apply: wait in line, check it.
 
-    ``timeout`` None means the pool's.  Raises what ``acquire()`` documents
+    ``gate`` is the pool's (passed in: the callers hold it, and reading it
+    off the interpreted pool costs a generic lookup).  ``timeout`` None means
+    the pool's.  Raises what ``acquire()`` documents
     (``PoolTimeout``, ``PoolClosed``, ``TooManyRequests``, ``WrongEventLoop``).
     """
     # One coroutine frame from here to the waiter's future: each frame is
     # resumed again at every hand-off.  The clock is read again only where
     # time has passed.
-    gate: Gate = pool._gate
     ledger = gate.ledger
     if ledger.state != OPEN or not gate.here():
         pool._check_usable()
-    limit = ledger.limits.timeout if timeout is None else timeout
+    limit = ledger.timeout if timeout is None else timeout
     counters = ledger.counters
     counters.requests_num += 1
     now = start = monotonic()
@@ -57,7 +58,7 @@ async def acquire_slow(pool: AsyncConnectionPool, timeout: float | None) -> Conn
             if not queued:
                 queued = True
                 counters.requests_queued += 1
-                if ledger.limits.max_waiting:
+                if ledger.max_waiting:
                     pool._check_room()
             waiter: Waiter = gate.new_waiter()
             ledger.enqueue(waiter, now)

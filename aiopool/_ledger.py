@@ -74,6 +74,7 @@ class Ledger:
         "_hold_mark",
         "_idle_pop",
         "_idle_push",
+        "_limits",
         "_open",
         "_queue_pop",
         "_queue_push",
@@ -85,18 +86,27 @@ class Ledger:
         "generation",
         "idle",
         "keep_idle",
+        "last_lent_at",
         "lent_count",
-        "limits",
+        "max_size",
+        "max_waiting",
         "opening",
         "size",
         "slots",
         "state",
+        "timeout",
         "waiters",
         "wakeups",
     )
 
+    # Set by _take_limits.
+    _limits: PoolLimits
+    max_size: int
+    timeout: float
+    max_waiting: int
+
     def __init__(self, limits: PoolLimits, *, keep_idle: bool = True) -> None:
-        self.limits = limits
+        self._take_limits(limits)
         # An idle connection unused this long is pinged before hand-out (inf: never).
         self.check_after = math.inf if limits.check_after is None else limits.check_after
         # False for NullConnectionPool: a returned connection nobody waits for is closed.
@@ -111,6 +121,10 @@ class Ledger:
         # lookup.
         self.slots: dict[object, Slot] = {}
         self.lent_count = 0
+        # When the loan that hand_out made last began: the slow hand-out's
+        # caller reads it on its return, with no await in between, where a
+        # lookup of the slot would cost ~390 instructions a wait.
+        self.last_lent_at = 0.0
         # The fast paths' deque and dict methods, bound once: compiled code
         # calls a method of a deque or a dict by looking it up on the type
         # each time (PyObject_VectorcallMethod, ~150 instructions a call).
@@ -139,6 +153,20 @@ class Ledger:
         self._open = open
         self._close = close
         self._recheck = recheck
+
+    def _take_limits(self, limits: PoolLimits) -> None:
+        self._limits = limits
+        # What the hand-out reads at every wait, copied into native fields: a
+        # field of the interpreted PoolLimits costs compiled code a generic
+        # lookup (~170 instructions each, three per wait).
+        self.max_size = limits.max_size
+        self.timeout = limits.timeout
+        self.max_waiting = limits.max_waiting
+
+    @property
+    def limits(self) -> PoolLimits:
+        """The pool's sizes and durations (changed only through ``resize``)."""
+        return self._limits
 
     @property
     def lent(self) -> dict[object, Slot]:
@@ -248,7 +276,7 @@ class Ledger:
         # Under load nothing is idle and the pool is full: skip both calls.
         if self.idle:
             self._serve_waiters_from_idle(now)
-        if self.size < self.limits.max_size:
+        if self.size < self.max_size:
             self.grow(now)
 
     def give_up(self, waiter: Waiter, now: float) -> None:
@@ -264,7 +292,7 @@ class Ledger:
 
     def hand_out(self, slot: Slot, now: float) -> Connection:
         """A checked slot goes to its borrower: the loan starts now."""
-        slot.lent_at = now
+        slot.lent_at = self.last_lent_at = now
         if not slot.proven:
             slot.proven = True
             self.backoff.proven()
@@ -283,11 +311,11 @@ class Ledger:
     def _lend_to_waiter(self, slot: Slot, now: float) -> bool:
         """Hand ``slot`` to the oldest live waiter; False (slot untouched) if none."""
         # WaitQueue.hand_off, inlined: every return under load comes here.
+        # serve() passes over a waiter already done (cancelled, timed out),
+        # and wakes a live one later, not now.
         waiters = self.waiters
         while waiters:
-            waiter = self._queue_pop()
-            if not waiter.done():
-                self.wakeups.serve(waiter, slot)  # wakes the waiter later, not now
+            if self.wakeups.serve(self._queue_pop(), slot):
                 slot.on_loan = True
                 self.lent_count += 1
                 # The loan starts now (hand_out sets it again when the waiter
@@ -357,7 +385,7 @@ class Ledger:
             self.retire(slot, "pool_closed", now)
         elif slot.generation != self.generation:
             self.retire(slot, "drain", now)
-        elif self.size > self.limits.max_size:
+        elif self.size > self.max_size:
             self.retire(slot, "resize", now)
         elif self.waiters and self._lend_to_waiter(slot, now):
             pass
@@ -436,7 +464,7 @@ class Ledger:
         """Start openers for a missing ``min_size`` and for demand the returns won't meet."""
         if self.state != OPEN:
             return
-        room = self.limits.max_size - self.size
+        room = self.max_size - self.size
         if room <= 0:
             return
         wanted = self._wanted(now)
@@ -663,7 +691,7 @@ class Ledger:
 
     def resize(self, limits: PoolLimits, now: float) -> None:
         """New size limits: close surplus idle slots now, surplus lent ones on return."""
-        self.limits = limits
+        self._take_limits(limits)
         # Connections being opened are turned away when they arrive (put_back).
         excess = self.size - self.opening - limits.max_size
         surplus: list[Slot] = []

@@ -558,7 +558,7 @@ class AsyncConnectionPool:
             if self._lend_hooks:
                 self._lent_now(conn, 0.0, False)
             return conn
-        return await acquire_slow(self, timeout)
+        return await acquire_slow(self, self._gate, timeout)
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
         """What a hand-out reports, when leak tracking or an acquire listener wants it."""

@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import sys
 from collections import deque
-from collections.abc import Callable
 
 from ._slot import Slot
 
-__all__ = ["WaitQueue", "Waiter", "waiter_factory"]
+__all__ = ["WaitQueue", "Waiter", "makes_plain_futures"]
 
 Waiter = asyncio.Future[Slot | None]
 """Resolves to the slot handed over, or to None when the waiter's time ran out."""
 
 
-def waiter_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], Waiter]:
-    """What makes a waiter's future in ``loop``: ``loop.create_future`` or its equal.
+def makes_plain_futures(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when ``loop.create_future()`` is known to be ``asyncio.Future(loop=loop)``.
 
-    asyncio's own loops create a plain ``asyncio.Future`` in a Python method;
-    building it directly skips that frame, once per request that waits.
-    Loops that bring their own ``create_future`` (uvloop) keep it.
+    So it is for asyncio's own loops (a Python method around it) and for
+    uvloop's (a Cython one): building the future directly skips that call,
+    once per request that waits.  Any other loop's ``create_future`` is kept.
     """
-    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
-        return functools.partial(asyncio.Future, loop=loop)
-    return loop.create_future
+    create_future = type(loop).create_future
+    if create_future is asyncio.BaseEventLoop.create_future:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")  # loaded if the loop is uvloop's
+    return uvloop is not None and create_future is uvloop.Loop.create_future
 
 
 class WaitQueue(deque[Waiter]):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from ._slot import Slot
 from ._waiters import Waiter
@@ -39,6 +39,13 @@ class _Callbacks(Protocol):
     # ``_callbacks``: None when there are none (typeshed says a list).
     @property
     def _callbacks(self) -> list[Entry] | None: ...
+
+
+# asyncio's Future methods, called as functions on a plain Future: compiled
+# code otherwise looks each up on the type at every call (~100 instructions).
+FUTURE: Final = asyncio.Future
+remove_done_callback: Final = asyncio.Future.remove_done_callback
+set_result: Final = asyncio.Future.set_result
 
 
 def _not_debugging() -> bool:
@@ -86,26 +93,39 @@ class Wakeups:
         """How many served waiters wait for this turn's wake-up callback."""
         return len(self._waiters)
 
-    def serve(self, waiter: Waiter, slot: Slot) -> None:
-        """Resolve ``waiter`` with ``slot``; its task wakes with this turn's batch."""
+    def serve(self, waiter: Waiter, slot: Slot) -> bool:
+        """Resolve ``waiter`` with ``slot``; its task wakes with this turn's batch.
+
+        False, and nothing done, if ``waiter`` is done already (cancelled, or
+        its time ran out).
+        """
         loop = self._loop
         callbacks = cast(_Callbacks, waiter)._callbacks
         if loop is None or callbacks is None or len(callbacks) != 1:
+            if waiter.done():
+                return False
             waiter.set_result(slot)
-            return
+            return True
+        # A future keeps callbacks only while pending (they are scheduled and
+        # dropped when it is done): this one needs no done() call.
         entries = self._entries
         if not entries and self._debug():
             # asyncio's debug mode times each callback and names the slow
             # ones: a batch would blame the pool for a task's slow step.
             waiter.set_result(slot)
-            return
+            return True
         entry = callbacks[0]
-        waiter.remove_done_callback(entry[0])
-        waiter.set_result(slot)
+        if type(waiter) is FUTURE:
+            remove_done_callback(waiter, entry[0])
+            set_result(waiter, slot)
+        else:
+            waiter.remove_done_callback(entry[0])
+            waiter.set_result(slot)
         entries.append(entry)
         self._waiters.append(waiter)
         if len(entries) == 1:
             loop.call_soon(self._run, context=self._context)
+        return True
 
     def _run(self) -> None:
         # A wake-up batched while these run goes to the next turn, as with

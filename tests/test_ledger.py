@@ -407,7 +407,17 @@ def test_long_loans_get_a_connection_each() -> None:
 
 # ---------------------------------------------------------------- ownership
 
-BOOKS = {"idle", "slots", "lent_count", "waiters", "size", "opening", "generation", "state"}
+BOOKS = {
+    "idle",
+    "slots",
+    "lent_count",
+    "last_lent_at",
+    "waiters",
+    "size",
+    "opening",
+    "generation",
+    "state",
+}
 SLOT_BOOKS = {"closed", "closing", "expires_at", "lent_at", "on_loan", "proven"}
 MUTATORS = {
     "append",

@@ -22,7 +22,6 @@ from aiopool import (
     TooManyRequests,
     WrongEventLoop,
 )
-from aiopool._waiters import waiter_factory
 from tests.support.fakes import FakeServer
 from tests.support.pooltools import assert_gate_copies, check_invariants, fake_pool, settle
 
@@ -941,14 +940,17 @@ def test_waiting_requests_get_their_future_from_a_loop_s_own_create_future() -> 
 def test_a_waiter_s_future_belongs_to_the_pool_s_loop(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
-    loop = loop_factory()
-    try:
-        future = waiter_factory(loop)()
-        assert isinstance(future, asyncio.Future)
-        assert future.get_loop() is loop
-        future.cancel()
-    finally:
-        loop.close()
+    async def main() -> None:
+        pool = fake_pool(FakeServer(), min_size=0)
+        async with pool:
+            assert pool._gate.plain_futures, "built directly: the loop's own would be a plain one"
+            future = pool._gate.new_waiter()
+            assert type(future) is asyncio.Future
+            assert future.get_loop() is asyncio.get_running_loop()
+            future.cancel()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -147,6 +147,68 @@ async def test_a_wake_up_that_raises_does_not_lose_the_others() -> None:
     assert called == [0, 1, 2]
 
 
+async def test_a_waiter_already_done_is_passed_over() -> None:
+    futures, tasks, _ = await _waiting(2)
+    loop = asyncio.get_running_loop()
+    alone: asyncio.Future[Slot | None] = loop.create_future()  # nobody awaits it
+    alone.cancel()
+    tasks[0].cancel()  # cancels the future its task awaits
+    with pytest.raises(asyncio.CancelledError):
+        await tasks[0]
+    expired = futures[1]
+    expired.set_result(None)  # its time ran out
+    wakeups = Wakeups()
+    wakeups.open(loop)
+    for future in (alone, futures[0], expired):
+        assert not wakeups.serve(future, _slot()), future
+    assert wakeups.pending == 0
+    assert expired.result() is None
+    assert await tasks[1] is None
+    pending: asyncio.Future[Slot | None] = loop.create_future()
+    slot = _slot()
+    assert wakeups.serve(pending, slot), "no callback yet: served the usual way"
+    assert pending.result() is slot
+
+
+class _OwnFuture(asyncio.Future[Slot | None]):
+    """A loop's own future class: served through its own methods."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.calls: list[str] = []
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        self.calls.append("remove_done_callback")
+        return super().remove_done_callback(fn)
+
+    def set_result(self, result: Slot | None) -> None:
+        self.calls.append("set_result")
+        super().set_result(result)
+
+
+async def test_a_future_of_another_class_is_batched_through_its_own_methods() -> None:
+    loop = asyncio.get_running_loop()
+    plain: asyncio.Future[Slot | None] = loop.create_future()
+    own = _OwnFuture(loop=loop)
+    tasks = [asyncio.create_task(_await(plain)), asyncio.create_task(_await(own))]
+    await asyncio.sleep(0)
+    wakeups = Wakeups()
+    counting = _CountingLoop()
+    wakeups.open(counting)  # type: ignore[arg-type]
+    slots = [_slot(), _slot()]
+    wakeups.serve(plain, slots[0])
+    wakeups.serve(own, slots[1])
+    assert own.calls == ["remove_done_callback", "set_result"]
+    assert wakeups.pending == 2 and len(counting.scheduled) == 1
+    callback, args = counting.scheduled[0]
+    loop.call_soon(callback, *args)
+    assert [await task for task in tasks] == slots
+
+
+async def _await(future: asyncio.Future[Slot | None]) -> Slot | None:
+    return await future
+
+
 async def test_futures_without_exactly_one_callback_are_served_the_usual_way() -> None:
     loop = asyncio.get_running_loop()
     wakeups = Wakeups()
