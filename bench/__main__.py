@@ -28,7 +28,7 @@ from ._adapters import (
     PooledConnectionBare,
     Unavailable,
 )
-from ._env import MySQLMonitor, delta, machine, per_op, server_versions
+from ._env import MySQLMonitor, aiopool_build, delta, machine, per_op, server_versions
 from ._startup import STARTERS, memory, startup
 from ._workloads import WORKLOADS, RunResult, Workload, run_sliced, run_tasks
 
@@ -357,13 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_name:
         results["baseline"] = {
             "contender": args.baseline_name,
+            "build": aiopool_build(),
             "ratios": _baseline.ratios(runs, args.baseline_name),
         }
     results["settings"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     paths = _report.write(results, args.out)
     print(_report.targets_markdown(results["targets"]))
     if args.baseline_name:
-        print(_baseline.ratios_markdown(results["baseline"]["ratios"], args.baseline_name))
+        build = aiopool_build()
+        print(_baseline.ratios_markdown(results["baseline"]["ratios"], args.baseline_name, build))
+        note = _baseline.mixed_builds_note(build)
+        if note:
+            print(note)
     print("wrote " + ", ".join(str(p) for p in paths))
     print(f"total {results['settings']['wall_seconds']} s")
     return 0

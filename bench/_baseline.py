@@ -22,7 +22,7 @@ from typing import Any
 
 from ._adapters import AiopoolAdapter, Contender
 
-__all__ = ["contender", "ratios", "ratios_markdown"]
+__all__ = ["contender", "mixed_builds_note", "ratios", "ratios_markdown"]
 
 _REPO = Path(__file__).resolve().parent.parent
 _PACKAGE = "aiopool_baseline"
@@ -88,9 +88,22 @@ def ratios(runs: list[dict[str, Any]], baseline: str) -> dict[str, dict[str, Any
     return out
 
 
-def ratios_markdown(table: dict[str, dict[str, Any]], baseline: str) -> str:
+def mixed_builds_note(build: str) -> str | None:
+    """What to say when the measured aiopool is not pure Python, as the baseline always is."""
+    if build == "pure":
+        return None
+    return (
+        f"note: the aiopool measured is the {build} build, the baseline its revision's "
+        "pure Python (imported from source): the ratios include what compiling gains. "
+        "For a change's own effect, run without build/compiled on the path, or compare "
+        "compiled builds in separate processes."
+    )
+
+
+def ratios_markdown(table: dict[str, dict[str, Any]], baseline: str, build: str = "pure") -> str:
+    """The ratios as a markdown table; ``build`` is the measured aiopool's."""
     lines = [
-        f"| loop, workload | aiopool ÷ {baseline} (median) | per round |",
+        f"| loop, workload | aiopool ({build}) ÷ {baseline} (pure, median) | per round |",
         "|---|---|---|",
     ]
     for key, row in table.items():

@@ -59,7 +59,7 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _aiopool_build() -> str:
+def aiopool_build() -> str:
     """``compiled`` (mypyc, ``make compiled``) or ``pure``: the numbers differ."""
     try:
         from aiopool._build import implementation
@@ -97,7 +97,7 @@ def machine(servers: dict[str, str]) -> dict[str, Any]:
         "platform": platform.platform(),
         "git": _git_rev(),
         "libraries": {name: _version(name) for name in LIBRARIES}
-        | {"aiopool-mysql": f"{_version('aiopool-mysql')} ({_aiopool_build()} build)"},
+        | {"aiopool-mysql": f"{_version('aiopool-mysql')} ({aiopool_build()} build)"},
         "servers": servers,
     }
 

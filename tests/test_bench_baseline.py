@@ -26,6 +26,14 @@ def test_ratios_pair_the_same_round_and_loop() -> None:
     assert "| asyncio W1 | 0.90 | 0.90, 1.20, 0.50 |" in _baseline.ratios_markdown(table, "old")
 
 
+def test_a_compiled_aiopool_against_the_pure_baseline_is_said() -> None:
+    table = {"asyncio W4": {"rounds": [1.2], "median": 1.2}}
+    assert "aiopool (compiled) ÷ old (pure" in _baseline.ratios_markdown(table, "old", "compiled")
+    note = _baseline.mixed_builds_note("compiled")
+    assert note is not None and "include what compiling gains" in note
+    assert _baseline.mixed_builds_note("pure") is None
+
+
 def test_a_revision_is_loaded_beside_the_installed_package() -> None:
     import aiopool
 
