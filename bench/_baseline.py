@@ -96,7 +96,7 @@ def mixed_builds_note(build: str) -> str | None:
         f"note: the aiopool measured is the {build} build, the baseline its revision's "
         "pure Python (imported from source): the ratios include what compiling gains. "
         "For a change's own effect, run without build/compiled on the path, or compare "
-        "compiled builds in separate processes."
+        "compiled builds with python -m bench.turns --old REV."
     )
 
 

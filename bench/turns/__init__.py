@@ -1,0 +1,1 @@
+"""``python -m bench.turns``: two compiled builds compared in processes taking turns."""
