@@ -388,6 +388,46 @@ class BareAsyncmyAdapter(Adapter):
         return cm
 
 
+class FairFloorAdapter(Adapter):
+    """``bench.fair_floor``'s ``FifoPool``: the least a first-come-first-served pool must do.
+
+    A yardstick, not a pool (see ``bench/fair_floor/__init__.py``): W3-W5
+    only, where tasks wait their turn.
+    """
+
+    name = "fair-floor"
+    workloads = frozenset({"W3", "W4", "W5"})
+    on_release = "nothing sent (a yardstick: no transaction check)"
+
+    def __init__(
+        self, size: int, min_size: int | None = None, endpoint: Endpoint | None = None
+    ) -> None:
+        super().__init__(size, min_size, endpoint)
+        try:
+            from .fair_floor import load
+
+            self._pools = load()
+        except Exception as exc:  # Cython or a C compiler missing
+            raise Unavailable(f"bench.fair_floor not built: {type(exc).__name__}: {exc}") from None
+
+    async def open(self) -> None:
+        import asyncmy
+
+        self._conns = [await asyncmy.connect(**self.endpoint.mysql()) for _ in range(self.size)]
+        self._pool = self._pools.FifoPool(self._conns, asyncio.get_running_loop())
+
+    async def close(self) -> None:
+        for c in self._conns:
+            await c.ensure_closed()
+
+    def acquire(self) -> Any:
+        return _Borrow(self._pools.Loan(self._pool), _MySQLHandle)
+
+    def opened(self) -> int | None:
+        """It opens ``size`` connections and no more."""
+        return self.size
+
+
 class _Bare:
     __slots__ = ("_handle",)
 
@@ -569,6 +609,7 @@ CONTENDERS: tuple[Contender, ...] = tuple(
         SQLAlchemyOnAiopoolAdapter,
         BareAsyncmyAdapter,
         ConnectPerRequestAdapter,
+        FairFloorAdapter,
         AsyncpgAdapter,
         PsycopgAdapter,
     )
@@ -581,6 +622,7 @@ CONTENDER_KEYS = {
     "sqla-aiopool": "sqlalchemy-on-aiopool",
     "bare": "bare-asyncmy",
     "connect": "connect-per-req",
+    "floor": "fair-floor",
     "asyncpg": "asyncpg (PG)",
     "psycopg": "psycopg_pool (PG)",
 }

@@ -16,6 +16,8 @@ PEERS = {
     "W4": ("asyncmy", 0.95),
     "W5": ("asyncmy", 1.0),
 }
+# The yardstick contender (bench/fair_floor): serving in order and nothing else.
+FAIR_FLOOR = "fair-floor"
 W5_IDEAL = 16 / 0.002  # 16 connections each doing one 2 ms sleep at a time
 MAX_CYCLES = 3.0
 MIN_FAIRNESS = 0.5
@@ -74,6 +76,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ratio = peer_ratio(summary, ours) if ours else None
                 detail = _vs(ours, _row(summary, loop, wl, peer))
                 out.append(_target(f"{wl} ops/s ÷ {peer}", loop, ratio, ">=", limit, detail))
+                out += _floor_rows(summary, loop, wl, ours, peer)
             if wl in ("W3", "W4"):
                 out.append(
                     _target(
@@ -198,6 +201,40 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def _floor_rows(
+    summary: list[dict[str, Any]], loop: str, wl: str, ours: dict[str, Any] | None, peer: str
+) -> list[dict[str, Any]]:
+    """Context from the fair floor (bench/fair_floor), when it ran: order's price, and ours."""
+    floor = _row(summary, loop, wl, FAIR_FLOOR)
+    if floor is None:
+        return []
+    rows = []
+    other = _row(summary, loop, wl, peer)
+    if other is not None:
+        rows.append(
+            _target(
+                f"{wl} ops/s: fair floor ÷ {peer}",
+                loop,
+                floor["ops_per_s"] / other["ops_per_s"],
+                "info",
+                0,
+                _vs(floor, other),
+            )
+        )
+    if ours is not None:
+        rows.append(
+            _target(
+                f"{wl} ops/s: aiopool ÷ fair floor",
+                loop,
+                ours["ops_per_s"] / floor["ops_per_s"],
+                "info",
+                0,
+                _vs(ours, floor),
+            )
+        )
+    return rows
 
 
 def _w6_targets(
@@ -402,6 +439,10 @@ def markdown(results: dict[str, Any]) -> str:
         "Peers for *vs peer*: W1, W3, W4, W5 asyncmy's pool; W2 a bare asyncmy connection; "
         "in W5 *bare-asyncmy* is "
         "16 tasks each on its own connection, no pool: the most this machine can do. "
+        "*fair-floor* (W3-W5) is a yardstick, not a pool: a Cython stack of idle connections "
+        "and a line of futures that hands a returned connection to the oldest waiter and does "
+        "nothing else (bench/fair_floor), so *fair floor ÷ asyncmy* prices serving in order "
+        "and *aiopool ÷ fair floor* prices aiopool's own work. "
         "W1 and W2 run every contender at once, taking turns in short slices. "
         "Fair service cycle = (tasks - 16) ÷ ops/s. Fairness = fewest ops any task finished "
         "÷ median task's ops. \\* W1 latency is sampled: one pair timed alone per 100. "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._adapters import MYSQL_SERVER, Endpoint
+from .._cython import build_module
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,26 +21,9 @@ HERE = Path(__file__).resolve().parent
 def build(into: Path) -> Any:
     """Compile floor.pyx against the installed asyncmy and import it."""
     import asyncmy
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-    from setuptools.command.build_ext import build_ext
 
-    modules = cythonize(
-        [Extension("floor", [str(HERE / "floor.pyx")])],
-        include_path=[str(Path(asyncmy.__file__).resolve().parent.parent)],
-        build_dir=str(into / "c"),
-        quiet=True,
-    )
-    command = build_ext(Distribution({"ext_modules": modules}))
-    command.build_lib = str(into / "lib")
-    command.build_temp = str(into / "tmp")
-    command.ensure_finalized()
-    command.run()
-    spec = importlib.util.spec_from_file_location("floor", command.get_outputs()[0])
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    include = str(Path(asyncmy.__file__).resolve().parent.parent)
+    return build_module(HERE / "floor.pyx", "floor", into, [include])
 
 
 class PythonMethods:
