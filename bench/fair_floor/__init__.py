@@ -25,12 +25,12 @@ _built: ModuleType | None = None
 
 
 def load() -> ModuleType:
-    """The compiled ``pools`` module, built once per process into a temporary directory."""
+    """The compiled ``pools`` module, built once per process, by a child process."""
     global _built
     if _built is None:
-        from .._cython import build_module
+        from .._cython import load_built
 
         # The directory may go once the module is loaded: the extension is mapped.
         with tempfile.TemporaryDirectory(prefix="fair-floor-") as tmp:
-            _built = build_module(HERE / "pools.pyx", "pools", Path(tmp))
+            _built = load_built(HERE / "pools.pyx", "pools", Path(tmp))
     return _built
