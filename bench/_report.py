@@ -210,31 +210,15 @@ def _floor_rows(
     floor = _row(summary, loop, wl, FAIR_FLOOR)
     if floor is None:
         return []
-    rows = []
-    other = _row(summary, loop, wl, peer)
-    if other is not None:
-        rows.append(
-            _target(
-                f"{wl} ops/s: fair floor ÷ {peer}",
-                loop,
-                floor["ops_per_s"] / other["ops_per_s"],
-                "info",
-                0,
-                _vs(floor, other),
-            )
-        )
-    if ours is not None:
-        rows.append(
-            _target(
-                f"{wl} ops/s: aiopool ÷ fair floor",
-                loop,
-                ours["ops_per_s"] / floor["ops_per_s"],
-                "info",
-                0,
-                _vs(ours, floor),
-            )
-        )
-    return rows
+    pairs = (
+        (f"{wl} ops/s: fair floor ÷ {peer}", floor, _row(summary, loop, wl, peer)),
+        (f"{wl} ops/s: aiopool ÷ fair floor", ours, floor),
+    )
+    return [
+        _target(name, loop, top["ops_per_s"] / bottom["ops_per_s"], "info", 0, _vs(top, bottom))
+        for name, top, bottom in pairs
+        if top is not None and bottom is not None
+    ]
 
 
 def _w6_targets(
