@@ -408,7 +408,11 @@ class FairFloorAdapter(Adapter):
 
             self._pools = load()
         except Exception as exc:  # Cython or a C compiler missing
-            raise Unavailable(f"bench.fair_floor not built: {type(exc).__name__}: {exc}") from None
+            # The report keeps the text before the first colon: the remedy goes there.
+            raise Unavailable(
+                "bench.fair_floor not built, it needs Cython and a C compiler "
+                f"(pip install -e '.[bench]'): {type(exc).__name__}: {exc}"
+            ) from None
 
     async def open(self) -> None:
         import asyncmy

@@ -17,7 +17,7 @@ import pytest
 
 from aiopool._config import parse_url
 from bench import _report
-from bench._adapters import Endpoint, FairFloorAdapter
+from bench._adapters import Endpoint, FairFloorAdapter, Unavailable
 from bench._workloads import Workload, run_tasks
 from bench.fair_floor import load
 
@@ -103,6 +103,24 @@ async def test_under_the_harness_it_serves_first_come_first_served(database_url:
     assert result.queue_turns is not None
     assert result.queue_turns <= (tasks - 1) / (tasks - 2)
     assert result.fairness is not None and result.fairness > 0.5
+
+
+def test_without_a_compiler_the_floor_is_skipped_saying_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench.fair_floor
+
+    def no_compiler() -> ModuleType:
+        raise RuntimeError("building pools.pyx failed: gcc: not found")
+
+    monkeypatch.setattr(bench.fair_floor, "load", no_compiler)
+    with pytest.raises(Unavailable) as caught:
+        FairFloorAdapter(2)
+    # What the bench's report shows of it: the text before the first colon.
+    assert str(caught.value).split(":")[0] == (
+        "bench.fair_floor not built, it needs Cython and a C compiler (pip install -e '.[bench]')"
+    )
+    assert "gcc: not found" in str(caught.value)
 
 
 def _row(loop: str, workload: str, name: str, ops: float) -> dict[str, Any]:
