@@ -1,9 +1,11 @@
 """``python -m bench``: aiopool side by side with its peers.
 
 Every round runs each selected event loop in turn; inside a round each workload
-runs every contender once, in an order rotated from round to round, so machine
-drift hits every pool alike. Each run opens a fresh pool, warms up, measures,
-and closes it. Results go to ``bench/results/`` (JSON, Markdown, PNG).
+runs every contender once, in an order that changes from round to round
+(``_order.turn_order``: every contender takes every place and follows every
+other one equally often), so machine drift hits every pool alike. Each run
+opens a fresh pool, warms up, measures, and closes it. Results go to
+``bench/results/`` (JSON, Markdown, PNG).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._adapters import (
     Unavailable,
 )
 from ._env import MySQLMonitor, aiopool_build, delta, machine, per_op, server_versions
+from ._order import turn_order
 from ._startup import STARTERS, memory, startup
 from ._workloads import WORKLOADS, RunResult, Workload, run_sliced, run_tasks
 
@@ -201,8 +204,7 @@ async def _round(
         eligible = [c for c in contenders if key in c.workloads]
         if not eligible:
             continue
-        shift = rnd % len(eligible)
-        order = eligible[shift:] + eligible[:shift]
+        order = turn_order(eligible, rnd)
         tag = f"  [{loop_name} r{rnd + 1}] {key}"
         if workload.tasks == 1:
             t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._adapters import MYSQL, MYSQL_URL, PG_CONNINFO, PG_DSN, SELECT1
+from ._order import turn_order
 
 StartFn = Callable[[int], Awaitable[Callable[[], Awaitable[None]]]]
 
@@ -72,12 +73,11 @@ STARTERS: dict[str, StartFn] = {
 
 
 async def startup(names: list[str], size: int, reps: int) -> dict[str, Any]:
-    """Time from the call to ``size`` ready connections; interleaved, rotated, medians."""
+    """Time from the call to ``size`` ready connections; interleaved (``turn_order``), medians."""
     times: dict[str, list[float]] = {n: [] for n in names}
     errors: dict[str, str] = {}
     for rep in range(reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
+        for name in turn_order(names, rep):
             if name in errors:
                 continue
             try:

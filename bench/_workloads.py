@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._adapters import Adapter
+from ._order import turn_order
 
 MAX_OPS = 20_000_000  # count bound per run, on top of the time bound
 RAW_BATCH = 100  # W1: pairs per timed batch; the first pair of each batch is timed alone
@@ -198,17 +199,18 @@ async def run_sliced(
     mysql: set[str],
 ) -> dict[str, RunResult]:
     """Single-task workloads: every contender is open at once and they take turns in
-    short slices (order rotated every cycle), so a burst of load from elsewhere on the
-    machine lands on all of them alike. Server counters are read around each slice of
-    a MySQL contender and summed (the reads themselves are outside the timing)."""
+    short slices (the order changes every cycle, ``turn_order``), so a burst of load
+    from elsewhere on the machine lands on all of them alike. Server counters are read
+    around each slice of a MySQL contender and summed (the reads themselves are outside
+    the timing)."""
     meters = {name: _Meter(a, workload.op) for name, a in adapters.items()}
     names = list(meters)
     gc.collect()
     for i in range(max(1, math.ceil(warmup / slice_s))):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in turn_order(names, i):
             await meters[name].run(slice_s, record=False)
     for i in range(max(1, math.ceil(seconds / slice_s))):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in turn_order(names, i):
             meter = meters[name]
             use = counters is not None and name in mysql
             before = await counters() if use else None

@@ -1,10 +1,10 @@
 """``python -m bench.app``: TechEmpower's database tests through FastAPI, per pool backend.
 
-Each round starts the app once per backend (order rotated round by round, so
-machine drift hits every backend alike) under uvicorn with uvloop, and for each
-test type runs ``wrk`` for a warm-up and then for the measured window, while a
-side connection counts the pool's sessions on the server. Medians over rounds
-go to ``bench/results/app.{json,md,png}``.
+Each round starts the app once per backend (in an order that changes round by
+round, ``bench._order.turn_order``, so machine drift hits every backend alike)
+under uvicorn with uvloop, and for each test type runs ``wrk`` for a warm-up and
+then for the measured window, while a side connection counts the pool's sessions
+on the server. Medians over rounds go to ``bench/results/app.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._env import machine, server_versions
+from .._order import turn_order
 from . import _report
 from ._backends import BACKENDS, SIZE
 from ._process import AppServer, SessionSampler
@@ -178,8 +179,7 @@ async def _main(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
     )
     runs: list[dict[str, Any]] = []
     for rnd in range(args.rounds):
-        shift = rnd % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in turn_order(names, rnd):
             await _backend_round(name, rnd, args, wrk, runs)
     return {
         "machine": env,
