@@ -9,8 +9,8 @@ callbacks behind it) then always falls on the same next pool.
 ``turn_order`` uses a Williams design instead, a Latin square in which every
 contender also follows every other one equally often: over ``n`` rounds for
 an even number ``n`` of contenders, over ``2n`` for an odd one.  Each round
-is still a rotation of one fixed row, so every contender still takes every
-position equally often.
+is a rotation of one fixed row (for an odd ``n``, every other ``n`` rounds, of
+its mirror image), so every contender still takes every place equally often.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 
 def _first_row(n: int) -> list[int]:
-    # 0, 1, n-1, 2, n-2, ...: the gaps between neighbours are 1, -2, 3, -4, ...,
-    # which differ modulo n, so each shift of the row meets each pair once.
+    # 0, 1, n-1, 2, n-2, ...: the steps between neighbours are 1, -2, 3, -4, ...,
+    # which for an even n are all different modulo n, so the n shifts of the
+    # row put each ordered pair side by side once.
     row = [0]
     low, high = 1, n - 1
     while low <= high:
