@@ -141,7 +141,8 @@ class _Meter:
     async def _ops(self, seconds: float, record: bool) -> None:
         clock = time.perf_counter
         acquire = self.adapter.acquire
-        op = self.op
+        run = self.adapter.ops[self.op]
+        held = self.adapter.held()
         t = start = clock()
         end = start + seconds
         ops = 0
@@ -149,9 +150,13 @@ class _Meter:
         waits = self.waits
         while t < end:
             t0 = clock()
-            async with acquire() as handle:
-                t1 = clock()
-                await getattr(handle, op)()
+            if held is None:
+                async with acquire() as conn:
+                    t1 = clock()
+                    await run(conn)
+            else:
+                t1 = t0
+                await run(held)
             t = clock()
             ops += 1
             if record:
@@ -250,6 +255,8 @@ async def _worker(
     # ``loans[0]``: loans granted so far, shared by every task of the run.
     clock = time.perf_counter
     acquire = adapter.acquire
+    run = adapter.ops[op]
+    held = adapter.held()
     lat = rec.latencies
     waits = rec.waits
     while rec.total < max_ops:
@@ -257,11 +264,17 @@ async def _worker(
         if t0 >= end:
             return
         before = loans[0]
-        async with acquire() as handle:
-            t1 = clock()
+        if held is None:
+            async with acquire() as conn:
+                t1 = clock()
+                granted = loans[0]
+                loans[0] = granted + 1
+                await run(conn)
+        else:
+            t1 = t0
             granted = loans[0]
             loans[0] = granted + 1
-            await getattr(handle, op)()
+            await run(held)
         t2 = clock()
         rec.total += 1
         if t1 >= window_start:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from bench._adapters import Adapter
 from bench._workloads import Workload, run_tasks
@@ -20,15 +20,15 @@ SIZE = 2
 TASKS = 10  # 8 can be queued ahead of a waiter
 
 
-class _Handle:
-    async def select1(self) -> None:
-        await asyncio.sleep(0)
+async def _toy_select1(conn: object) -> None:
+    await asyncio.sleep(0)
 
 
 class _ToyPool(Adapter):
     """``SIZE`` places handed over directly to a waiter, oldest or newest first."""
 
     name = "toy"
+    ops: ClassVar[Mapping[str, Callable[[Any], Awaitable[None]]]] = {"select1": _toy_select1}
 
     def __init__(self, newest_first: bool) -> None:
         super().__init__(SIZE)
@@ -37,7 +37,7 @@ class _ToyPool(Adapter):
         self._newest_first = newest_first
 
     @asynccontextmanager
-    async def _borrow(self) -> AsyncIterator[_Handle]:
+    async def _borrow(self) -> AsyncIterator[object]:
         if self._free and not self._waiters:
             self._free -= 1
         else:
@@ -45,7 +45,7 @@ class _ToyPool(Adapter):
             self._waiters.append(waiter)
             await waiter
         try:
-            yield _Handle()
+            yield object()
         finally:
             if self._waiters:
                 pick = self._waiters.pop if self._newest_first else self._waiters.popleft
@@ -77,3 +77,24 @@ async def test_newest_first_starves_some_waiter_for_many_turns() -> None:
     # A waiter pushed to the bottom of the stack is passed over again and
     # again while the other tasks keep coming back.
     assert await _turns(newest_first=True) > 10.0
+
+
+class _HeldOnly(Adapter):
+    """A bare contender: its tasks hold a connection each and never borrow one."""
+
+    name = "held"
+    ops: ClassVar[Mapping[str, Callable[[Any], Awaitable[None]]]] = {"select1": _toy_select1}
+
+    def __init__(self) -> None:
+        super().__init__(SIZE)
+
+    def acquire(self) -> Any:
+        raise AssertionError("a held connection is used with no loan")
+
+    def held(self) -> Any:
+        return object()
+
+
+async def test_a_held_connection_runs_with_no_loan() -> None:
+    result = await run_tasks(_HeldOnly(), Workload("WT", "toy", TASKS, "select1"), 0.05, 0.2)
+    assert result.ops > 100 and not result.timed_out
