@@ -24,13 +24,20 @@ def _started() -> tuple[asyncio.AbstractEventLoop, Deadlines]:
 async def test_waiters_time_out_in_order_behind_one_timer() -> None:
     loop, deadlines = _started()
     start = monotonic()
-    waiters: list[Waiter] = [loop.create_future() for _ in range(5)]
-    for i, waiter in enumerate(waiters):
-        assert deadlines.add(waiter, start + 0.02 * (i + 1)) is None  # the shared timer
-    await asyncio.sleep(0.05)  # past the first two deadlines only
-    assert [_timed_out(w) for w in waiters] == [True, True, False, False, False]
-    await asyncio.sleep(0.1)
+    # What is checked is the order and that no deadline comes early, not how
+    # soon a loaded machine runs the timer: a sleep that overshoots would
+    # otherwise decide (it did in CI, with a 0.05 s sleep against 0.06 s).
+    offsets = [0.02, 0.04, 0.06, 0.5, 0.52]
+    waiters: list[Waiter] = [loop.create_future() for _ in offsets]
+    expired: list[tuple[int, float]] = []
+    for i, (waiter, offset) in enumerate(zip(waiters, offsets, strict=True)):
+        assert deadlines.add(waiter, start + offset) is None  # the shared timer
+        waiter.add_done_callback(lambda _, i=i: expired.append((i, monotonic())))
+    await asyncio.wait(waiters, timeout=30.0)
+    await asyncio.sleep(0)  # the last done callback
     assert all(_timed_out(w) for w in waiters)
+    assert [i for i, _ in expired] == list(range(len(offsets)))
+    assert all(at >= start + offsets[i] for i, at in expired)
     assert len(deadlines) == 0
 
 
