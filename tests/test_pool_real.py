@@ -240,7 +240,8 @@ async def test_unknown_host_times_out_with_the_cause() -> None:
 
 
 async def test_percent_escaped_password_in_url(scratch: ScratchDatabase) -> None:
-    user, password = "aiopool_esc", "p@ss:w/rd%?#"
+    # A name of its own, as above: another run of the suite may be at this test too.
+    user, password = f"aiopool_esc_{uuid.uuid4().hex[:8]}", "p@ss:w/rd%?#"
     await execute(
         scratch.server_url,
         f"DROP USER IF EXISTS '{user}'@'%'",
