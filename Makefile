@@ -94,7 +94,7 @@ test-sqlalchemy-versions: $(SA_OTHER_STAMP)
 # the four runs side by side (see .ci/other-pythons). Found in pyenv's versions or
 # on PATH; missing ones fail under CI=true and are skipped otherwise.
 OTHER_PYTHONS ?= 3.12 3.13
-CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.py tests/test_health_unit.py \
+CORE_TESTS := tests/test_ledger.py tests/test_deadlines.py tests/test_pool_unit.py tests/test_loans.py tests/test_health_unit.py \
 	tests/test_events.py tests/test_config.py tests/test_pool_real.py \
 	tests/test_kind_to_server.py tests/test_health_real.py tests/test_loops.py tests/test_imports.py \
 	tests/test_cancel_warnings.py tests/test_exception_state.py tests/test_cancel_sweep.py \

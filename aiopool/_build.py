@@ -21,6 +21,7 @@ COMPILED_MODULES = (
     "aiopool._gate",
     "aiopool._handout",
     "aiopool._ledger",
+    "aiopool._loans",
     "aiopool._quiet_await",
     "aiopool._slot",
     "aiopool._wakeups",

@@ -10,11 +10,12 @@ How the pieces fit:
   (``_opener``), the closer (``_closer``), the checker (``_checker``), the
   returner (``_returner``) and the maintenance loop (``_maintenance``).
 * This class holds no bookkeeping of its own: the life cycle (loop, Condition,
-  fork), argument checks, and the two hot paths, which ask the ledger for an
-  idle connection (or give one back) without awaiting anything.  A request
-  that must wait goes to ``_handout.acquire_slow``, a function of the pool
-  (so that the compiled build can compile it); ``connection()``'s context
-  manager (``_context``) holds its own copy of both fast paths.
+  fork) and argument checks.  Its two hot methods, ``acquire`` and
+  ``release``, are functions of the pool in ``_loans`` (so that the compiled
+  build can compile them): they ask the ledger for an idle connection (or
+  give one back) without awaiting anything, and a request that must wait
+  goes on to ``_handout.acquire_slow``.  ``connection()``'s context manager
+  (``_context``) holds its own copy of both fast paths.
 * The Condition is where tasks wait for the pool's state to change (``open``
   waiting for ``min_size`` connections, ``close`` waiting for borrowers);
   connection requests wait on their own futures in the ledger's FIFO.
@@ -30,8 +31,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
 
+from . import _loans
 from ._checker import Checker
 from ._closer import Closer, drop_socket
 from ._common import check_timeout, describe, logger
@@ -39,7 +41,6 @@ from ._config import ConnectOptions, PoolLimits, check_connect_kwargs, check_poo
 from ._context import ConnectionContext, new_context
 from ._deadlines import Deadlines
 from ._gate import Gate
-from ._handout import acquire_slow
 from ._health import is_unreachable
 from ._leaks import capture_origin
 from ._ledger import CLOSED, CLOSING, FORKED, NEW, OPEN, Ledger
@@ -233,12 +234,8 @@ class AsyncConnectionPool:
             leak_threshold=leak_threshold,
         )
         ledger.bind(open=self._opener.start, close=self._closer.close, recheck=self._opener.recheck)
-        # What the fast paths test: the pool's loop and their switches.  The
-        # gate holds them, and acquire() and release(), interpreted, make one
-        # call into it each (Gate.lend_here, Gate.return_here: bound once in
-        # _gate_changed()); they read the hook switches from copies on the
-        # pool (an instance attribute costs them a specialised read, a
-        # compiled object's field a descriptor call).
+        # What the fast paths test: the pool's loop and their switches
+        # (acquire() and release() read them here, as does connection()).
         self._gate = Gate(ledger, self._deadlines)
         self._listeners_changed()
         self._opened_loop: asyncio.AbstractEventLoop | None = None
@@ -293,7 +290,6 @@ class AsyncConnectionPool:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._opened_loop = loop
         self._gate.open(loop, fast_return=not self._resets_on_return)
-        self._gate_changed()
         self._pid = os.getpid()
         # Created here, not in __init__: asyncio primitives belong to a loop.
         self._cond = asyncio.Condition()
@@ -395,7 +391,6 @@ class AsyncConnectionPool:
             await self._closed_event.wait()
             return
         self._gate.shut()
-        self._gate_changed()
         _open_pools.discard(self)
         idle = ledger.begin_close(PoolClosed(f"pool {self.name!r} was closed"))
         self._deadlines.stop()  # every waiter was just failed
@@ -491,7 +486,6 @@ class AsyncConnectionPool:
         self._deadlines.stop()
         self._maintenance_task = None
         self._gate.shut()
-        self._gate_changed()
 
     # ------------------------------------------------------------------ checks
 
@@ -541,24 +535,30 @@ class AsyncConnectionPool:
 
     # ------------------------------------------------------------------ hand-out
 
-    async def acquire(self, timeout: float | None = None) -> Connection:
-        """Borrow a connection; give it back with ``release``.
+    # The two hot methods are functions of the pool, compiled in the compiled
+    # build (see _loans); these signatures are what type checkers and the
+    # documentation read.
+    if TYPE_CHECKING:
 
-        Waits up to ``timeout`` seconds (default: the pool's ``timeout``) and
-        raises ``PoolTimeout`` after that.  Prefer ``connection()``, which
-        always gives the connection back.
-        """
-        if timeout is not None:
-            check_timeout("timeout", timeout)
-        # The fast hand-out is one call into the gate (ConnectionContext.__aenter__
-        # has its own copy): compiled, it cut a pair by 3 % (asyncio) and 9 %
-        # (uvloop) instructions; in pure Python the extra frame costs 8 %.
-        conn = self._lend_here()
-        if conn is not None:
-            if self._lend_hooks:
-                self._lent_now(conn, 0.0, False)
-            return conn
-        return await acquire_slow(self, self._gate, timeout)
+        async def acquire(self, timeout: float | None = None) -> Connection:
+            """Borrow a connection; give it back with ``release``.
+
+            Waits up to ``timeout`` seconds (default: the pool's ``timeout``) and
+            raises ``PoolTimeout`` after that.  Prefer ``connection()``, which
+            always gives the connection back.
+            """
+
+        async def release(self, conn: Connection) -> None:
+            """Give back a connection borrowed with ``acquire``.
+
+            An unfinished transaction is rolled back; a connection in an unknown
+            state is closed and replaced.  Releasing a connection twice, or one
+            from another pool, raises ``PoolError`` and changes nothing.
+            """
+
+    else:
+        acquire = _loans.acquire
+        release = _loans.release
 
     def _lent_now(self, conn: Connection, waited: float, queued: bool) -> None:
         """What a hand-out reports, when leak tracking or an acquire listener wants it."""
@@ -609,36 +609,6 @@ class AsyncConnectionPool:
         return text
 
     # ------------------------------------------------------------------ return
-
-    async def release(self, conn: Connection) -> None:
-        """Give back a connection borrowed with ``acquire``.
-
-        An unfinished transaction is rolled back; a connection in an unknown
-        state is closed and replaced.  Releasing a connection twice, or one
-        from another pool, raises ``PoolError`` and changes nothing.
-        """
-        # Fast path (Gate.return_here; connection()'s return has its own copy):
-        # open pool, no reset configured, and the connection clean by the
-        # server's status flags: no round trip.  A socket that died while
-        # lent is caught at the next hand-out or maintenance round; a locally
-        # closed one (cancelled) here.  The path does not test the caller's
-        # thread and loop: that test costs 6 % of a pair (callgrind), and like
-        # asyncio itself (which checks threads only in debug mode), asyncpg
-        # and psycopg_pool, the pool trusts the caller here; the slow return,
-        # which needs the pool's loop, checks it.  The try costs nothing
-        # (zero-cost since 3.11).
-        try:
-            slot = self._return_here(conn)
-        except AttributeError:
-            if self._ledger.slot_of(conn) is not None:
-                raise
-            raise self._not_lent_error(conn) from None  # not a connection at all
-        if slot is not None:
-            if self._return_hooks:
-                self._report_return(slot)
-            return
-        self._check_release_loop(conn)
-        await self._return_slow(conn, None, None)
 
     def _report_return(self, slot: Slot) -> None:
         outcome: ReleaseOutcome = "closed" if slot.closing else "reused"
@@ -753,16 +723,6 @@ class AsyncConnectionPool:
     def _listeners_changed(self) -> None:
         self._gate.lend_hooks = self._track_origin or bool(self._listeners.acquire)
         self._gate.return_hooks = bool(self._listeners.release)
-        self._gate_changed()
-
-    def _gate_changed(self) -> None:
-        # Called after every change to the gate: acquire() and release() read
-        # these copies (see the comment where the gate is made).
-        gate = self._gate
-        self._lend_hooks = gate.lend_hooks
-        self._return_hooks = gate.return_hooks
-        self._lend_here = gate.lend_here
-        self._return_here = gate.return_here
 
     # ------------------------------------------------------------------ stats and introspection
 

@@ -30,15 +30,6 @@ async def settle(pool: AsyncConnectionPool, rounds: int = 200) -> None:
         await asyncio.sleep(0.005)
 
 
-def assert_gate_copies(pool: AsyncConnectionPool) -> None:
-    """acquire() and release() read copies of the gate's hook switches and call its fast paths."""
-    gate = pool._gate
-    copies = (pool._lend_hooks, pool._return_hooks)
-    truth = (gate.lend_hooks, gate.return_hooks)
-    assert copies == truth, (copies, truth)
-    assert pool._lend_here == gate.lend_here and pool._return_here == gate.return_here
-
-
 def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None) -> None:
     """What must hold whenever the pool is quiet (no return or close in flight)."""
     idle = list(pool._ledger.idle)
@@ -54,7 +45,6 @@ def check_invariants(pool: AsyncConnectionPool, server: FakeServer | None = None
     for slot in idle:
         assert slot.conn.connected, "a closed connection sits idle"
         assert not slot.conn.get_transaction_status(), "an idle connection is in a transaction"
-    assert_gate_copies(pool)
     stats = pool.get_stats()
     assert stats.pool_size == pool._ledger.size
     assert stats.pool_available == len(idle)
