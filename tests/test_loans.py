@@ -10,14 +10,22 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import anyio
 import pytest
 
 from aiopool import AsyncConnectionPool, NullConnectionPool, _loans
+from tests.support.fakes import FakeServer
+from tests.support.pooltools import check_invariants, fake_pool, settle
 
 # The sources, whichever build runs: a compiled module has no AST to read.
 SOURCES = Path(__file__).parent.parent / "aiopool"
 
 METHODS = ("acquire", "release")
+
+
+@pytest.fixture
+def server() -> FakeServer:
+    return FakeServer()
 
 
 def _functions(tree: ast.AST) -> dict[str, ast.AsyncFunctionDef]:
@@ -63,3 +71,27 @@ def test_the_pool_binds_the_function(name: str) -> None:
     function = getattr(_loans, name)
     assert getattr(AsyncConnectionPool, name) is function
     assert getattr(NullConnectionPool, name) is function
+
+
+async def test_anyio_task_groups_run_and_cancel_the_methods_themselves(server: FakeServer) -> None:
+    """``tg.start_soon(pool.acquire)`` and ``tg.start_soon(pool.release, conn)`` work.
+
+    Compiled, both return mypyc coroutines, which ``inspect.iscoroutine``
+    does not recognise: anyio before 4.14 refuses them in ``start_soon``
+    (documented in getting-started); from 4.14 it wraps every task's
+    coroutine in its own, and this is what users of the compiled build get.
+    """
+    async with fake_pool(server, min_size=1, max_size=1) as pool:
+        held = await pool.acquire()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.acquire)  # waits: the pool is exhausted
+                while not pool._ledger.waiters:
+                    await anyio.sleep(0)
+                tg.cancel_scope.cancel()
+        assert not pool._ledger.waiters, "the cancelled request left the line"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.release, held)
+        await settle(pool)
+        assert len(pool._ledger.idle) == 1 and not pool._ledger.lent_count
+        check_invariants(pool, server)
