@@ -362,15 +362,20 @@ async def test_cancel_at_the_moment_of_hand_off_passes_it_on(server: FakeServer)
 
 
 async def test_cancel_while_a_connection_is_opened_for_it(server: FakeServer) -> None:
-    server.connect_delay = 0.1
+    # The delays in these tests are long beside the sleeps before each cancel,
+    # so that a loaded machine (CI runs suites side by side) cannot finish
+    # the work before the cancel lands; settle() waits for it after.
+    server.connect_delay = 0.3
     async with fake_pool(server, min_size=0, max_size=2) as pool:
         task = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.02)
+        for _ in range(100):
+            if pool._ledger.opening:
+                break
+            await asyncio.sleep(0)
         assert pool._ledger.opening == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.15)
         await settle(pool)
         assert len(pool._ledger.idle) == 1, "the connection opened for it is kept, not leaked"
         check_invariants(pool, server)
@@ -422,7 +427,7 @@ async def test_cancel_outside_a_query_still_discards(server: FakeServer) -> None
 
 
 async def test_cancel_while_returning_still_finishes_the_return(server: FakeServer) -> None:
-    server.rollback_delay = 0.05
+    server.rollback_delay = 0.3
     async with fake_pool(server, min_size=1, max_size=1) as pool:
         conn = await pool.acquire()
         await conn.query()
@@ -440,7 +445,7 @@ async def test_cancel_while_returning_still_finishes_the_return(server: FakeServ
 
 async def test_repeated_cancellation_during_return(server: FakeServer) -> None:
     """anyio task groups cancel again and again; the return still completes."""
-    server.rollback_delay = 0.05
+    server.rollback_delay = 0.3
     async with fake_pool(server, min_size=1, max_size=1) as pool:
         conn = await pool.acquire()
         await conn.query()
