@@ -36,10 +36,15 @@ async def test_drain_replaces_idle_now_and_lent_on_return(server: FakeServer) ->
 
 
 async def test_drain_retires_connections_opened_before_it(server: FakeServer) -> None:
-    server.connect_delay = 0.05
+    # Long beside the polling before drain(), so that a loaded machine cannot
+    # finish the connect first.
+    server.connect_delay = 0.3
     async with fake_pool(server, min_size=0, max_size=2) as pool:
         task = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.01)
+        for _ in range(100):
+            if pool._ledger.opening:
+                break
+            await asyncio.sleep(0)
         assert pool._ledger.opening == 1
         await pool.drain()  # the connection being opened predates the drain
         conn = await task
